@@ -1,0 +1,2 @@
+"""relman: the container release manager for the Fermi LAT SAS software."""
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+from release_manager.cli import main
+
+main()

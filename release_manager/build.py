@@ -1,0 +1,365 @@
+"""relman build: from a spec and a git ref to checked, labelled, optionally pushed images.
+
+spec -> plan -> rendered files -> build key -> (skip | build -> check -> manifest -> size) -> push -> result JSON
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import socket
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, Optional
+
+import docker.errors
+
+from release_manager import engine, tags
+from release_manager.checks import CheckResult, check_image
+from release_manager.errors import BuildError, RegistryError, UsageError
+from release_manager.plan import ImagePlan, Target, make_plan, package_query_command
+from release_manager.registry import Registry, load_credentials
+from release_manager.render import render_dockerfile, support_files
+from release_manager.sources import Revision, SourceRepo, build_context, resolve_url
+from release_manager.spec.model import is_placeholder
+
+LOG_TAIL = 25
+Echo = Callable[[str], None]
+
+
+@dataclass
+class BuildResult:
+    package: str
+    ref: str
+    commit: str
+    variant: str
+    target: str
+    build_key: str
+    repository: str
+    tags: List[str]
+    status: str = "pending"                  # built | skipped | failed
+    image_id: Optional[str] = None
+    digest: Optional[str] = None
+    pushed: bool = False
+    size: Optional[int] = None
+    layers: List[dict] = field(default_factory=list)
+    labels: Dict[str, str] = field(default_factory=dict)
+    base_digest: Optional[str] = None
+    spec_hash: Optional[str] = None
+    manifest_file: Optional[str] = None
+    checks: List[dict] = field(default_factory=list)
+    size_budget: Optional[dict] = None
+    started: Optional[str] = None
+    finished: Optional[str] = None
+    duration: Optional[float] = None
+    message: str = ""
+    builder_host: str = ""
+    build_url: Optional[str] = None
+
+    def as_dict(self):
+        return dict(self.__dict__)
+
+
+def build_key(dockerfile: str, support: Dict[str, str], spec_hash: str, revision: Revision,
+              base_digest: str, target: Target) -> str:
+    """Everything that decides an image's content: cheap (the git tree id stands for every source file)."""
+    h = hashlib.sha256()
+    for part in (dockerfile, spec_hash, revision.tree, base_digest, target.name):
+        h.update(part.encode())
+        h.update(b"\0")
+    for rel in sorted(support):
+        h.update(rel.encode() + b"\0" + support[rel].encode() + b"\0")
+    return h.hexdigest()
+
+
+def _utcnow() -> str:
+    return dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+class Builder:
+    def __init__(self, settings, specs, echo: Echo = print, api=None):
+        self.settings = settings
+        self.specs = specs
+        self.echo = echo
+        self._api = api
+        self.host = socket.gethostname()
+
+    @property
+    def api(self):
+        if self._api is None:
+            self._api = engine.connect(self.settings)
+        return self._api
+
+    def registry(self) -> Registry:
+        creds = load_credentials(self.settings, self.settings.registry)
+        return Registry(self.settings.registry, creds, self.settings.registry_insecure, self.settings.push_retries)
+
+    # ------------------------------------------------------------------ preparation
+
+    def prepare(self, package: str, ref: str):
+        plan = make_plan(self.specs, package)
+        base = plan.platform.base_image
+        if not base.local and is_placeholder(base.digest):
+            raise UsageError(f"image_specs/platforms.yaml: platforms.{plan.platform_name}.base_image.digest is a "
+                             f"placeholder ({base.digest}); pin the real digest before building")
+        url = resolve_url(plan.spec.source.git, self.settings.data_dir)
+        repo = SourceRepo(url, self.settings.data_dir / "git-cache", plan.spec_path)
+        revision = repo.resolve(ref)
+        dockerfile = render_dockerfile(plan)
+        support = support_files(plan)
+        return plan, repo, revision, dockerfile, support
+
+    def base_digest(self, plan: ImagePlan) -> str:
+        base = plan.platform.base_image
+        if not base.local:
+            return base.digest
+        try:
+            return self.api.inspect_image(base.reference)["Id"]
+        except docker.errors.ImageNotFound:
+            raise BuildError(f"base image {base.reference} of platform {plan.platform_name} is missing on this "
+                             "builder; create it with `sudo scripts/local-stack up`") from None
+
+    # ------------------------------------------------------------------ the build
+
+    def build(self, package: str, ref: str, variants: Optional[List[str]] = None, push: bool = False,
+              extra_tags: Optional[Dict[str, List[str]]] = None, force: bool = False,
+              tag_prefix: Optional[str] = None) -> List[BuildResult]:
+        plan, repo, revision, dockerfile, support = self.prepare(package, ref)
+        targets = self._targets(plan, variants)
+        base_digest = self.base_digest(plan)
+        repository = tags.repository(self.settings.registry, self.settings.namespace, plan.name)
+        registry = self.registry() if push else None
+        created = _utcnow()
+        build_args = {
+            "RELMAN_SOURCE": repo.url, "RELMAN_VERSION": revision.version, "RELMAN_REVISION": revision.commit,
+            "RELMAN_REF_NAME": revision.ref, "RELMAN_CREATED": created, "RELMAN_BASE_DIGEST": base_digest,
+            "RELMAN_BUILDER_HOST": self.host, "RELMAN_BUILD_URL": self.settings.build_url or "none",
+        }
+        context: Optional[bytes] = None
+        results: List[BuildResult] = []
+        runtime_layers = None
+        for t in targets:
+            key = build_key(dockerfile, support, plan.spec_hash, revision, base_digest, t)
+            wanted = [tags.release_tag(tag_prefix or revision.ref, t.image_suffix), tags.key_tag(key)]
+            wanted += (extra_tags or {}).get(t.name, [])
+            res = BuildResult(plan.name, revision.ref, revision.commit, t.variant, t.name, key, repository,
+                              wanted, base_digest=base_digest, spec_hash=plan.spec_hash, builder_host=self.host,
+                              build_url=self.settings.build_url, started=_utcnow())
+            t0 = time.monotonic()
+            try:
+                existing = None if force else self._find_existing(repository, key, registry or self._maybe_registry())
+                if existing:
+                    self._skip(res, existing, repository)
+                else:
+                    if context is None:
+                        buf, nfiles = build_context(repo, revision.commit, {"Dockerfile": dockerfile, **support})
+                        context = buf.getvalue()
+                        self.echo(f"context: {nfiles} file(s), {len(context) / 1e6:.1f} MB, commit {revision.commit[:12]}")
+                    self._build_one(plan, t, res, context, {**build_args, "RELMAN_BUILD_KEY": key}, repository)
+                    res.checks = [c.as_dict() for c in self._check(plan, t, res, runtime_layers)]
+                    self._manifest(plan, res)
+                    self._budget(plan, t, res)
+                    res.status = "built"
+                if t.variant == "runtime" and res.layers:
+                    runtime_layers = [layer["digest"] for layer in res.layers]
+                if push and not res.pushed:
+                    self._push(res, repository, registry)
+            except (BuildError, RegistryError) as exc:
+                res.status = "failed"
+                res.message = str(exc)
+                res.finished = _utcnow()
+                res.duration = round(time.monotonic() - t0, 3)
+                self._write_result(res)
+                results.append(res)
+                raise
+            res.finished = _utcnow()
+            res.duration = round(time.monotonic() - t0, 3)
+            self._write_result(res)
+            results.append(res)
+        return results
+
+    def _targets(self, plan: ImagePlan, variants: Optional[List[str]]) -> List[Target]:
+        chosen = [plan.target(v) for v in variants] if variants else list(plan.targets)
+        # debug is checked against runtime's layers: build runtime first when both are asked for
+        chosen.sort(key=lambda t: {"runtime": 0, "debug": 1}.get(t.variant, 2))
+        return chosen
+
+    def _maybe_registry(self) -> Optional[Registry]:
+        try:
+            return self.registry()
+        except UsageError:
+            return None
+
+    def _find_existing(self, repository: str, key: str, registry: Optional[Registry]):
+        local = self.api.images(filters={"label": f"relman.build-key={key}"})
+        if local:
+            return {"where": "local", "image_id": local[0]["Id"]}
+        if registry is not None:
+            try:
+                digest = registry.manifest_digest(repository.split("/", 1)[1], tags.key_tag(key))
+            except RegistryError:
+                return None
+            if digest:
+                return {"where": "registry", "digest": digest}
+        return None
+
+    def _skip(self, res: BuildResult, existing: dict, repository: str):
+        res.status = "skipped"
+        if existing["where"] == "local":
+            res.image_id = existing["image_id"]
+            self._describe(res)
+            for tag in res.tags:
+                self.api.tag(res.image_id, repository, tag)
+            res.message = f"build key {res.build_key[:12]} already built here as {res.image_id[:19]}: skipped"
+        else:
+            res.digest = existing["digest"]
+            res.pushed = True
+            reg = self.registry()
+            path = repository.split("/", 1)[1]
+            for tag in res.tags:
+                if reg.manifest_digest(path, tag) != res.digest:
+                    reg.retag(path, tags.key_tag(res.build_key), tag)
+            res.message = f"build key {res.build_key[:12]} already in the registry as {res.digest}: skipped"
+        self.echo(f"{res.target}: {res.message}")
+
+    def _build_one(self, plan: ImagePlan, t: Target, res: BuildResult, context: bytes, args: Dict[str, str],
+                   repository: str):
+        self.echo(f"--- building {plan.name} {t.name} from {res.ref} ({res.commit[:12]}), key {res.build_key[:12]}")
+        log: List[str] = []
+        step = "(before the first step)"
+        image_id = None
+        try:
+            stream = self.api.build(fileobj=_Reader(context), custom_context=True, target=t.name, buildargs=args,
+                                    decode=True, rm=True, forcerm=True, pull=False, nocache=False)
+            for item in stream:
+                if "stream" in item:
+                    for line in item["stream"].splitlines():
+                        if line.startswith("Step "):
+                            step = line
+                        log.append(line)
+                        if line.strip():
+                            self.echo(line)
+                if "aux" in item and "ID" in item["aux"]:
+                    image_id = item["aux"]["ID"]
+                if "error" in item or "errorDetail" in item:
+                    detail = item.get("error") or item["errorDetail"].get("message", "")
+                    tail = "\n    ".join(log[-LOG_TAIL:])
+                    raise BuildError(f"{plan.name} {t.name}: build failed at {step}\n  {detail.strip()}\n"
+                                     f"  last lines of the log:\n    {tail}")
+        except docker.errors.APIError as exc:
+            raise BuildError(f"{plan.name} {t.name}: the engine refused the build: {exc.explanation or exc}") from None
+        if not image_id:
+            raise BuildError(f"{plan.name} {t.name}: the build stream ended without an image id")
+        res.image_id = image_id
+        self._describe(res)
+        missing = [k for k, v in res.labels.items() if k.startswith(("org.opencontainers", "relman.")) and not v]
+        if missing:
+            raise BuildError(f"{plan.name} {t.name}: empty label(s) {', '.join(missing)}")
+        for tag in res.tags:
+            self.api.tag(image_id, repository, tag)
+
+    def _describe(self, res: BuildResult):
+        info = self.api.inspect_image(res.image_id)
+        res.size = info["Size"]
+        res.labels = info["Config"].get("Labels") or {}
+        diff_ids = info["RootFS"].get("Layers", [])
+        # history has an entry per instruction, oldest last; only RUN, COPY, ADD and the import made a layer
+        made = [h["Size"] for h in reversed(self.api.history(res.image_id))
+                if not h.get("CreatedBy", "").startswith("/bin/sh -c #(nop) ")
+                or " COPY " in h["CreatedBy"] or " ADD " in h["CreatedBy"]]
+        sizes = made if len(made) == len(diff_ids) else [None] * len(diff_ids)
+        res.layers = [{"digest": d, "size": s} for d, s in zip(diff_ids, sizes)]
+
+    def _check(self, plan, t, res, runtime_layers) -> List[CheckResult]:
+        layers = [layer["digest"] for layer in res.layers]
+        results = check_image(self.api, plan, t, res.image_id, runtime_layers, layers)
+        for c in results:
+            self.echo(f"check {t.name}: {'ok  ' if c.ok else 'FAIL'} {c.name}: {c.detail}")
+        failed = [c for c in results if not c.ok]
+        if failed:
+            self._untag(res)
+            raise BuildError(f"{plan.name} {t.name}: image check(s) failed: " +
+                             "; ".join(f"{c.name} ({c.detail})" for c in failed))
+        return results
+
+    def _untag(self, res: BuildResult):
+        for tag in res.tags:
+            try:
+                self.api.remove_image(f"{res.repository}:{tag}", noprune=True)
+            except docker.errors.APIError:
+                pass
+
+    def _manifest(self, plan, res: BuildResult):
+        rc, out = engine.run(self.api, res.image_id, package_query_command(plan.manager))
+        if rc != 0:
+            raise BuildError(f"{plan.name} {res.target}: listing OS packages failed: {out[-500:]}")
+        pkgs = [dict(zip(("name", "version", "arch"), line.split("\t"))) for line in out.splitlines() if "\t" in line]
+        path = self._result_dir(res) / f"{res.target}.packages.json"
+        _write_json(path, {"image_id": res.image_id, "manager": plan.manager, "packages": pkgs})
+        res.manifest_file = str(path)
+
+    def _budget(self, plan, t: Target, res: BuildResult):
+        budget = t.component.size_budget if t.component else plan.spec.size_budget.get(t.variant)
+        if not budget:
+            return
+        over = res.size > budget.max
+        res.size_budget = {"max": budget.max, "on_exceed": budget.on_exceed, "over": over}
+        msg = f"{t.name}: {res.size / 1e6:.0f} MB of a {budget.max / 1e6:.0f} MB budget"
+        if over and budget.on_exceed == "fail":
+            self._untag(res)
+            raise BuildError(f"{plan.name} {msg}: over budget (the spec says fail)")
+        self.echo(("WARNING: over budget: " if over else "size: ") + msg)
+
+    def _push(self, res: BuildResult, repository: str, registry: Registry):
+        creds = load_credentials(self.settings, self.settings.registry)
+        auth = creds.docker_auth() if creds else None
+        path = repository.split("/", 1)[1]
+        try:
+            registry.ping()
+        except RegistryError as exc:
+            raise RegistryError(f"cannot push {res.target}: {exc}") from None
+        for tag in res.tags:
+            digest = None
+            try:
+                for item in self.api.push(repository, tag=tag, stream=True, decode=True, auth_config=auth):
+                    if "error" in item or "errorDetail" in item:
+                        raise RegistryError(f"push of {repository}:{tag} failed: "
+                                            f"{item.get('error') or item['errorDetail'].get('message')}")
+                    if "aux" in item and "Digest" in item["aux"]:
+                        digest = item["aux"]["Digest"]
+            except docker.errors.APIError as exc:
+                raise RegistryError(f"push of {repository}:{tag} refused: {exc.explanation or exc}") from None
+            remote = registry.manifest_digest(path, tag)
+            if not digest or remote != digest:
+                raise RegistryError(f"push of {repository}:{tag} not confirmed: engine said {digest}, "
+                                    f"registry says {remote}")
+            res.digest = digest
+            self.echo(f"pushed {repository}:{tag} {digest}")
+        res.pushed = True
+
+    def _result_dir(self, res: BuildResult) -> Path:
+        return self.settings.results_dir / res.package / tags.ref_slug(res.ref)
+
+    def _write_result(self, res: BuildResult):
+        _write_json(self._result_dir(res) / f"{res.target}.json", res.as_dict())
+
+
+class _Reader:
+    """A file object over bytes that the SDK streams as the build context (reusable across targets)."""
+
+    def __init__(self, data: bytes):
+        import io
+        self._f = io.BytesIO(data)
+
+    def read(self, n=-1):
+        return self._f.read(n)
+
+
+def _write_json(path: Path, obj) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+    os.replace(tmp, path)

@@ -1,0 +1,150 @@
+"""What each variant claims, checked inside the built image; a failed check fails the build.
+
+- runtime: no ELF under the prefix carries .debug_info; no compiler; no sources
+- debug:   every ELF under the prefix has its split debug file (by GNU build-id) and gdb
+           finds the main binary's source lines; the image is the runtime image plus one layer
+- full:    compiler and headers present, software installed
+- env:     compiler present, software absent
+- component: its paths present, no compiler
+"""
+from __future__ import annotations
+
+import io
+import re
+from dataclasses import dataclass
+from typing import Dict, List, Optional
+
+from elftools.common.exceptions import ELFError
+from elftools.elf.elffile import ELFFile
+
+from release_manager import engine
+from release_manager.plan import DEBUG_ROOT, ImagePlan, Target
+
+COMPILERS = ("gcc", "g++", "cc", "c++", "clang")
+
+
+@dataclass
+class CheckResult:
+    name: str
+    ok: bool
+    detail: str
+
+    def as_dict(self):
+        return {"name": self.name, "ok": self.ok, "detail": self.detail}
+
+
+@dataclass
+class ElfInfo:
+    path: str
+    build_id: Optional[str]
+    has_debug_info: bool
+
+
+def elf_info(path: str, data: bytes) -> Optional[ElfInfo]:
+    if not data.startswith(b"\x7fELF"):
+        return None
+    try:
+        elf = ELFFile(io.BytesIO(data))
+        build_id = None
+        for sec in elf.iter_sections():
+            if sec.name == ".note.gnu.build-id":
+                for note in sec.iter_notes():
+                    if note["n_type"] == "NT_GNU_BUILD_ID":
+                        build_id = note["n_desc"]
+        return ElfInfo(path, build_id, elf.get_section_by_name(".debug_info") is not None)
+    except ELFError:
+        return None
+
+
+def _elves(api, image: str, path: str) -> List[ElfInfo]:
+    out = []
+    for p, data in engine.iter_files(api, image, path):
+        info = elf_info(p, data)
+        if info:
+            out.append(info)
+    return out
+
+
+def _sh(api, image: str, script: str):
+    return engine.run(api, image, ["/bin/sh", "-c", script])
+
+
+def _no_compiler(api, image) -> CheckResult:
+    rc, out = _sh(api, image, "for c in " + " ".join(COMPILERS) + "; do command -v $c; done; true")
+    found = out.split()
+    return CheckResult("no-compiler", not found, "none found" if not found else f"found: {' '.join(found)}")
+
+
+def _has_compiler(api, image) -> CheckResult:
+    rc, out = _sh(api, image, "command -v c++ || command -v g++; test -e /usr/include/stdio.h && echo headers-ok")
+    ok = "headers-ok" in out and "/" in out
+    return CheckResult("compiler-and-headers", ok, " ".join(out.split()) or "no compiler, no headers")
+
+
+def check_image(api, plan: ImagePlan, target: Target, image: str,
+                runtime_layers: Optional[List[str]] = None, layers: Optional[List[str]] = None) -> List[CheckResult]:
+    prefix = plan.spec.prefix
+    results: List[CheckResult] = []
+    v = target.variant
+    if v in ("runtime", "debug", "full", "component"):
+        elves = _elves(api, image, prefix)
+        results.append(CheckResult("software-installed", bool(elves) or v == "component",
+                                   f"{len(elves)} ELF file(s) under {prefix}"))
+    if v == "runtime":
+        with_debug = [e.path for e in elves if e.has_debug_info]
+        results.append(CheckResult("no-debug-info", not with_debug,
+                                   "no ELF file carries .debug_info" if not with_debug
+                                   else f".debug_info in {', '.join(with_debug[:5])}"))
+        results.append(_no_compiler(api, image))
+        rc, out = _sh(api, image, f"test -e {plan.source_dir} && echo present; true")
+        results.append(CheckResult("no-sources", "present" not in out,
+                                   f"{plan.source_dir} absent" if "present" not in out else f"{plan.source_dir} present"))
+    elif v == "debug":
+        debug_files: Dict[str, bool] = {}
+        for p, data in engine.iter_files(api, image, f"{DEBUG_ROOT}/.build-id"):
+            info = elf_info(p, data)
+            debug_files[p] = bool(info and info.has_debug_info)
+        missing = []
+        for e in elves:
+            want = f"{DEBUG_ROOT}/.build-id/{e.build_id[:2]}/{e.build_id[2:]}.debug" if e.build_id else None
+            if not want or not debug_files.get(want):
+                missing.append(e.path)
+        results.append(CheckResult("debug-files-by-build-id", bool(elves) and not missing,
+                                   f"{len(elves)} ELF file(s), each with its debug file" if not missing
+                                   else f"no debug file for {', '.join(missing[:5])}"))
+        main_binary = _main_binary(plan, elves)
+        if main_binary:
+            rc, out = engine.run(api, image, ["gdb", "-batch", "-ex", "info line main", main_binary])
+            ok = rc == 0 and re.search(r'Line \d+ of "[^"]+"', out) is not None
+            results.append(CheckResult("gdb-finds-symbols", ok, " ".join(out.split())[:300]))
+        else:
+            results.append(CheckResult("gdb-finds-symbols", False, f"no executable under {prefix}/bin"))
+        if runtime_layers is not None and layers is not None:
+            ok = len(layers) == len(runtime_layers) + 1 and layers[:-1] == runtime_layers
+            results.append(CheckResult("one-layer-over-runtime", ok,
+                                       f"runtime {len(runtime_layers)} layer(s), debug {len(layers)}; "
+                                       + ("shares every runtime layer" if ok else "layers differ")))
+    elif v == "full":
+        results.append(_has_compiler(api, image))
+    elif v == "env":
+        results.append(_has_compiler(api, image))
+        rc, out = _sh(api, image, f"test -e {prefix} && echo present; true")
+        results.append(CheckResult("software-absent", "present" not in out, f"{prefix} {'present' if 'present' in out else 'absent'}"))
+    elif v == "component":
+        paths = " ".join(dest for _, dest in plan.component_copies(target.component))
+        rc, out = _sh(api, image, f"for p in {paths}; do test -e \"$p\" || echo \"missing $p\"; done")
+        results.append(CheckResult("component-paths", "missing" not in out, out.strip() or "all present"))
+        results.append(_no_compiler(api, image))
+    return results
+
+
+def _main_binary(plan: ImagePlan, elves: List[ElfInfo]) -> Optional[str]:
+    if plan.spec.entrypoint:
+        ep = plan.spec.entrypoint[0]
+        for e in elves:
+            if e.path.endswith("/" + ep) or e.path == ep:
+                return e.path
+    for e in elves:
+        if e.path.startswith(f"{plan.spec.prefix}/bin/"):
+            return e.path
+    return None

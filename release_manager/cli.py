@@ -1,0 +1,162 @@
+"""The `relman` command line. Each command is a thin shell over a module that does the work."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import click
+
+from release_manager.config import load_settings
+from release_manager.errors import RelmanError
+
+
+class _Group(click.Group):
+    """Turns RelmanError into a one-line message and its exit code, never a traceback."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except RelmanError as exc:
+            click.echo(f"relman: error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+
+
+@click.group(cls=_Group)
+@click.version_option(package_name="release_manager")
+@click.pass_context
+def main(ctx):
+    """relman: build, verify, record and promote the Fermi LAT SAS container images."""
+    ctx.obj = load_settings()
+
+
+def _specs(settings, specs_dir: Optional[Path] = None):
+    from release_manager.spec import load_specs
+    return load_specs(specs_dir or settings.specs_dir)
+
+
+# ---------------------------------------------------------------- specs
+
+@main.group()
+def specs():
+    """Validate and list the image specs."""
+
+
+@specs.command("check")
+@click.option("--specs-dir", type=click.Path(path_type=Path), help="folder with platforms.yaml and the specs")
+@click.argument("files", nargs=-1, type=click.Path(path_type=Path))
+@click.pass_obj
+def specs_check(settings, specs_dir, files):
+    """Validate platforms.yaml and every package spec (or only FILES)."""
+    from release_manager.spec import load_specs
+    d = specs_dir or (files[0].parent if files else settings.specs_dir)
+    loaded = load_specs(d, only=list(files) if files else None)
+    for name, ls in sorted(loaded.packages.items()):
+        ph = ls.spec.placeholders()
+        note = f"; {len(ph)} placeholder(s) to fill before a real build" if ph else ""
+        click.echo(f"ok  {name:16} {ls.path}  spec {ls.hash[:12]}  platform {ls.spec.build_platform}{note}")
+        for path, value in ph:
+            click.echo(f"      placeholder {path}: {value}")
+    click.echo(f"{len(loaded.packages)} package spec(s) and {len(loaded.platforms)} platform(s) valid")
+
+
+@specs.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def specs_list(settings, as_json):
+    """List packages, their platforms and variants."""
+    loaded = _specs(settings)
+    rows = [{"package": n, "build_platform": s.spec.build_platform, "run_platforms": s.spec.run_platforms,
+             "variants": s.spec.variants, "components": [c.name for c in s.spec.components],
+             "agent": loaded.platforms[s.spec.build_platform].builder_label, "spec_hash": s.hash}
+            for n, s in sorted(loaded.packages.items())]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for r in rows:
+        click.echo(f"{r['package']:16} {r['build_platform']:15} {r['agent']:15} {','.join(r['variants'])}"
+                   + (f"  components: {','.join(r['components'])}" if r["components"] else ""))
+
+
+# ---------------------------------------------------------------- render
+
+@main.command()
+@click.argument("package")
+@click.option("--variant", "variants", multiple=True, help="variant or component target (repeatable); default all")
+@click.option("--out", type=click.Path(path_type=Path), help="folder to write into (default: print the Dockerfile)")
+@click.pass_obj
+def render(settings, package, variants, out):
+    """Render PACKAGE's Dockerfile, support files and Apptainer definitions."""
+    from release_manager.plan import make_plan
+    from release_manager.render import render_package, write_files
+    plan = make_plan(_specs(settings), package)
+    files = render_package(plan, settings.registry, settings.namespace, variants or None)
+    if out is None:
+        click.echo(files["Dockerfile"], nl=False)
+        return
+    write_files(files, out)
+    click.echo(f"wrote {len(files)} file(s) for {package} to {out}")
+
+
+# ---------------------------------------------------------------- build
+
+@main.command()
+@click.argument("package")
+@click.option("--ref", required=True, help="tag, branch or commit of the package repository")
+@click.option("--variant", "variants", multiple=True, help="variant or component (repeatable); default: all")
+@click.option("--push", is_flag=True, help="push to RELMAN_REGISTRY and confirm the digest")
+@click.option("--force", is_flag=True, help="build even when an image with the same build key exists")
+@click.option("--json", "as_json", is_flag=True, help="print the build results as JSON")
+@click.pass_obj
+def build(settings, package, ref, variants, push, force, as_json):
+    """Build PACKAGE at REF: every variant, checked, labelled, optionally pushed."""
+    from release_manager.build import Builder
+    echo = (lambda m: click.echo(m, err=True)) if as_json else click.echo
+    results = Builder(settings, _specs(settings), echo=echo).build(package, ref, list(variants) or None,
+                                                                   push=push, force=force)
+    if as_json:
+        click.echo(json.dumps([r.as_dict() for r in results], indent=2, default=str))
+        return
+    for r in results:
+        size = f"{r.size / 1e6:.0f} MB" if r.size else "-"
+        click.echo(f"{r.target:12} {r.status:8} {size:>8}  {r.repository}:{r.tags[0]}  {r.digest or r.image_id or ''}")
+
+
+# ---------------------------------------------------------------- demo
+
+@main.group()
+def demo():
+    """The demo package evtselect: its git repository and host build."""
+
+
+@demo.command("init")
+@click.pass_obj
+def demo_init(settings):
+    """Create the demo git repository (tags v1.0.0, v1.1.0) under the data folder."""
+    from release_manager.demo import init_repo
+    init_repo(settings.data_dir / "repos" / "evtselect", echo=click.echo)
+
+
+@demo.command("host-build")
+@click.option("--ref", default="v1.1.0")
+@click.pass_obj
+def demo_host_build(settings, ref):
+    """Build evtselect on this machine: the bare-metal reference for verification."""
+    from release_manager.demo import host_build
+    from release_manager.sources import validate_ref
+    host_build(settings.data_dir / "repos" / "evtselect", validate_ref(ref),
+               settings.data_dir / "host-build" / "evtselect", echo=click.echo)
+
+
+from release_manager.commands import register_all  # noqa: E402
+
+register_all(main)
+
+
+def run():  # pragma: no cover
+    main(prog_name="relman")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(run())

@@ -1,0 +1,168 @@
+"""Spec -> image plan: every decision about what goes in which stage, made once, in Python.
+
+Renderers (Dockerfile, Singularity definition, Jenkins jobs) and the builder read the plan;
+none of them decides anything of its own.
+"""
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple
+
+from release_manager.spec.loader import LoadedSpec, SpecSet
+from release_manager.spec.model import Component, PackageSpec, Platform
+
+DEBUG_ROOT = "/usr/lib/debug"
+SOURCE_ROOT = "/usr/src"
+PAYLOAD_ROOT = "/relman-payload"
+SUPPORT_DIR = ".relman"          # support files in the build context
+HELPERS_IN_IMAGE = "/usr/local/libexec/relman"
+
+# OCI annotations that carry per-build values: declared as ARGs so they are never silently empty.
+BUILD_ARGS = ("RELMAN_SOURCE", "RELMAN_VERSION", "RELMAN_REVISION", "RELMAN_REF_NAME", "RELMAN_CREATED",
+              "RELMAN_BASE_DIGEST", "RELMAN_BUILD_KEY", "RELMAN_BUILDER_HOST", "RELMAN_BUILD_URL")
+
+
+def install_command(manager: str, packages: List[str]) -> str:
+    """One RUN's worth of package installation that leaves no package cache behind."""
+    pkgs = " ".join(shlex.quote(p) for p in packages)
+    if manager == "apt":
+        return ("apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "
+                f"--no-install-recommends {pkgs} && apt-get clean && rm -rf /var/lib/apt/lists/*")
+    return f"yum -y install {pkgs} && yum clean all && rm -rf /var/cache/yum"
+
+
+def package_query_command(manager: str) -> List[str]:
+    """Lists installed OS packages as 'name<TAB>version<TAB>arch' lines."""
+    if manager == "apt":
+        return ["dpkg-query", "-W", "-f=${Package}\t${Version}\t${Architecture}\n"]
+    return ["rpm", "-qa", "--qf", "%{NAME}\t%{VERSION}-%{RELEASE}\t%{ARCH}\n"]
+
+
+@dataclass(frozen=True)
+class Target:
+    """One image the Dockerfile can produce."""
+    name: str          # Dockerfile stage name (and --target)
+    variant: str       # full | runtime | debug | env | component
+    component: Optional[Component] = None
+
+    @property
+    def image_suffix(self) -> str:
+        return self.variant if self.component is None else f"{self.component.name}"
+
+
+@dataclass
+class ImagePlan:
+    spec: PackageSpec
+    spec_hash: str
+    spec_path: str
+    platform_name: str
+    platform: Platform
+    targets: List[Target] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def base_ref(self) -> str:
+        return self.platform.base_image.reference
+
+    @property
+    def manager(self) -> str:
+        return self.platform.package_manager
+
+    @property
+    def source_dir(self) -> str:
+        return f"{SOURCE_ROOT}/{self.spec.name}"
+
+    @property
+    def yum_repo_file(self) -> Optional[str]:
+        if self.manager != "yum" or not self.platform.repositories.yum:
+            return None
+        return "relman.repo"
+
+    def install(self, packages: List[str]) -> str:
+        return install_command(self.manager, packages)
+
+    @property
+    def build_packages(self) -> List[str]:
+        return _unique(self.platform.toolchain_packages + self.spec.os_packages.build)
+
+    @property
+    def runtime_packages(self) -> List[str]:
+        return _unique(self.spec.os_packages.runtime)
+
+    @property
+    def build_env(self) -> List[Tuple[str, str]]:
+        flags = self.spec.build.cflags
+        env = {"CFLAGS": flags, "CXXFLAGS": flags, "PREFIX": self.spec.prefix}
+        env.update(self.spec.build.env)
+        return sorted(env.items())
+
+    @property
+    def runtime_env(self) -> List[Tuple[str, str]]:
+        return list(self.spec.environment.items())
+
+    def target(self, name: str) -> Target:
+        for t in self.targets:
+            if t.name == name or (t.component is None and t.variant == name):
+                return t
+        allowed = ", ".join(t.name for t in self.targets)
+        from release_manager.errors import UsageError
+        raise UsageError(f"{self.spec_path}: package {self.name!r} has no variant or component {name!r}; "
+                         f"allowed: {allowed}")
+
+    def static_labels(self, target: Target) -> List[Tuple[str, str]]:
+        title = f"{self.name}-{target.image_suffix}"
+        return [
+            ("org.opencontainers.image.title", title),
+            ("org.opencontainers.image.description", self.spec.description),
+            ("relman.package", self.name),
+            ("relman.variant", target.variant),
+            ("relman.platform", self.platform_name),
+            ("relman.spec-hash", self.spec_hash),
+        ] + ([("relman.component", target.component.name)] if target.component else [])
+
+    @staticmethod
+    def build_arg_labels() -> List[Tuple[str, str]]:
+        return [
+            ("org.opencontainers.image.source", "RELMAN_SOURCE"),
+            ("org.opencontainers.image.version", "RELMAN_VERSION"),
+            ("org.opencontainers.image.revision", "RELMAN_REVISION"),
+            ("org.opencontainers.image.ref.name", "RELMAN_REF_NAME"),
+            ("org.opencontainers.image.created", "RELMAN_CREATED"),
+            ("org.opencontainers.image.base.digest", "RELMAN_BASE_DIGEST"),
+            ("relman.build-key", "RELMAN_BUILD_KEY"),
+            ("relman.builder-host", "RELMAN_BUILDER_HOST"),
+            ("relman.build-url", "RELMAN_BUILD_URL"),
+        ]
+
+    def component_copies(self, comp: Component) -> List[Tuple[str, str]]:
+        out = []
+        for p in comp.paths:
+            src = f"{self.spec.prefix}/{p}"
+            dest = src if "*" not in p else src.rsplit("/", 1)[0] + "/"
+            out.append((src, dest))
+        return out
+
+
+def _unique(items: List[str]) -> List[str]:
+    seen, out = set(), []
+    for i in items:
+        if i not in seen:
+            seen.add(i)
+            out.append(i)
+    return out
+
+
+def make_plan(specs: SpecSet, name: str) -> ImagePlan:
+    loaded: LoadedSpec = specs.get(name)
+    spec = loaded.spec
+    # The folder and file name only: rendered files must not depend on where the checkout lives.
+    spec_path = f"{loaded.path.parent.name}/{loaded.path.name}"
+    plan = ImagePlan(spec=spec, spec_hash=loaded.hash, spec_path=spec_path,
+                     platform_name=spec.build_platform, platform=specs.platforms[spec.build_platform])
+    plan.targets = [Target(v, v) for v in spec.variants] + \
+                   [Target(f"component-{c.name}", "component", c) for c in spec.components]
+    return plan

@@ -1,0 +1,91 @@
+"""Plan -> files: the Dockerfile with every target, its support files, and Apptainer definitions.
+
+Templates are files under release_manager/templates (jinja2, StrictUndefined): a missing
+value is an error, never an empty string in an image.
+"""
+from __future__ import annotations
+
+import json
+import os
+import posixpath
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Dict, Iterable, Optional
+
+import jinja2
+
+from release_manager import plan as planmod
+from release_manager.plan import ImagePlan
+
+TEMPLATES = Path(__file__).parent / "templates"
+
+
+def _dq(value: str) -> str:
+    """A double-quoted Dockerfile/shell word: backslash and double quote escaped."""
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _sq(value: str) -> str:
+    """A single-quoted shell word."""
+    return "'" + str(value).replace("'", "'\\''") + "'"
+
+
+def environment(search_path: Path = TEMPLATES) -> jinja2.Environment:
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(search_path)), undefined=jinja2.StrictUndefined,
+                             trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
+                             autoescape=False)
+    env.filters.update(dq=_dq, sq=_sq, dirname=posixpath.dirname, tojson=lambda v: json.dumps(v))
+    return env
+
+
+def render_dockerfile(plan: ImagePlan, env: Optional[jinja2.Environment] = None) -> str:
+    env = env or environment()
+    return env.get_template("Dockerfile.j2").render(
+        plan=plan, support=planmod.SUPPORT_DIR, helpers=planmod.HELPERS_IN_IMAGE,
+        debug_root=planmod.DEBUG_ROOT, payload=planmod.PAYLOAD_ROOT, build_args=planmod.BUILD_ARGS)
+
+
+def support_files(plan: ImagePlan, env: Optional[jinja2.Environment] = None) -> Dict[str, str]:
+    """Files the Dockerfile COPYs from the build context's .relman/ folder."""
+    env = env or environment()
+    out = {f"{planmod.SUPPORT_DIR}/split-debug.sh": (TEMPLATES / "split-debug.sh").read_text()}
+    if any(t.variant == "debug" for t in plan.targets):
+        out[f"{planmod.SUPPORT_DIR}/collect-new-files.sh"] = (TEMPLATES / "collect-new-files.sh").read_text()
+    if plan.yum_repo_file:
+        out[f"{planmod.SUPPORT_DIR}/{plan.yum_repo_file}"] = env.get_template("relman.repo.j2").render(plan=plan)
+    return out
+
+
+def render_package(plan: ImagePlan, registry: str, namespace: str,
+                   variants: Optional[Iterable[str]] = None) -> Dict[str, str]:
+    """Every file relman generates for a package: {relative path: text}."""
+    env = environment()
+    files = {"Dockerfile": render_dockerfile(plan, env)}
+    files.update(support_files(plan, env))
+    targets = [plan.target(v) for v in variants] if variants else plan.targets
+    for t in targets:
+        files[f"singularity/{t.name}.def"] = env.get_template("singularity.def.j2").render(
+            plan=plan, target=t, registry=registry, namespace=namespace)
+    return files
+
+
+def write_files(files: Dict[str, str], out: Path) -> None:
+    """Write all files or none: render into a temporary folder, then move into place."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".relman-render-", dir=out.parent))
+    try:
+        for rel, text in files.items():
+            p = tmp / rel
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_text(text)
+            if rel.endswith(".sh"):
+                os.chmod(p, 0o755)
+        out.mkdir(parents=True, exist_ok=True)
+        for rel in files:
+            dest = out / rel
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp / rel, dest)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

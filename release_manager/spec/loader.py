@@ -1,0 +1,229 @@
+"""Load and validate platforms.yaml and the package specs of a folder.
+
+Errors name the file, the field path, the line (from the YAML node tree), the bad value
+and what is allowed; all problems of all files are collected before anything fails.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+import yaml
+from pydantic import ValidationError
+
+from release_manager.errors import SpecError
+from release_manager.spec.model import PackageSpec, Platform, PlatformsFile
+
+PLATFORMS_FILE = "platforms.yaml"
+
+
+@dataclass(frozen=True)
+class SpecProblem:
+    file: str
+    path: str
+    message: str
+    line: Optional[int] = None
+
+    def __str__(self):
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{where}: {self.path or '(document)'}: {self.message}"
+
+
+@dataclass
+class LoadedSpec:
+    spec: PackageSpec
+    path: Path
+    hash: str
+
+
+@dataclass
+class SpecSet:
+    platforms: Dict[str, Platform]
+    packages: Dict[str, LoadedSpec] = field(default_factory=dict)
+    platforms_path: Optional[Path] = None
+
+    def get(self, name: str) -> LoadedSpec:
+        try:
+            return self.packages[name]
+        except KeyError:
+            raise SpecError([SpecProblem(str(self.platforms_path.parent if self.platforms_path else "image_specs"),
+                                         "name", f"no package named {name!r}; known: "
+                                         f"{', '.join(sorted(self.packages))}")]) from None
+
+
+def _line_map(node, path=(), out=None, dups=None):
+    """Map field paths to 1-based line numbers; collect duplicate keys (PyYAML keeps the last silently)."""
+    out = {} if out is None else out
+    dups = [] if dups is None else dups
+    out[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        seen = set()
+        for k, v in node.value:
+            key = k.value
+            if key in seen:
+                dups.append((path + (key,), k.start_mark.line + 1))
+            seen.add(key)
+            _line_map(v, path + (key,), out, dups)
+            out[path + (key,)] = k.start_mark.line + 1
+    elif isinstance(node, yaml.SequenceNode):
+        for i, v in enumerate(node.value):
+            _line_map(v, path + (i,), out, dups)
+    return out, dups
+
+
+def _fmt_path(loc) -> str:
+    s = ""
+    for p in loc:
+        s += f"[{p}]" if isinstance(p, int) else (f".{p}" if s else str(p))
+    return s
+
+
+def _short(v) -> str:
+    r = repr(v)
+    return r if len(r) <= 80 else r[:77] + "..."
+
+
+def read_yaml(path: Path) -> Tuple[Optional[dict], dict, List[SpecProblem]]:
+    """Parse one YAML file: (data, line map, problems)."""
+    name = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        return None, {}, [SpecProblem(name, "", f"cannot read: {exc}")]
+    if not text.strip():
+        return None, {}, [SpecProblem(name, "", "empty file; expected a YAML mapping of spec fields")]
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or str(exc)
+        return None, {}, [SpecProblem(name, "", f"YAML syntax error: {problem}", mark.line + 1 if mark else None)]
+    lines, dups = _line_map(node) if node is not None else ({}, [])
+    problems = [SpecProblem(name, _fmt_path(p), "key given twice", ln) for p, ln in dups]
+    if not isinstance(data, dict):
+        problems.append(SpecProblem(name, "", f"expected a YAML mapping of spec fields, got {type(data).__name__}", 1))
+        return None, lines, problems
+    return data, lines, problems
+
+
+def _problems_from(exc: ValidationError, name: str, lines: dict, data) -> List[SpecProblem]:
+    out = []
+    for e in exc.errors():
+        loc = tuple(e["loc"])
+        line = None
+        for n in range(len(loc), -1, -1):  # nearest known line: the field or its parent
+            if loc[:n] in lines:
+                line = lines[loc[:n]]
+                break
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key (a typo?); allowed here: " + ", ".join(_allowed_keys(data, loc))
+        elif e["type"] == "missing":
+            msg = "required field is missing"
+        else:
+            value = e.get("input")
+            if value is not None and not isinstance(value, dict) and repr(value) not in msg:
+                msg = f"{msg} (got {_short(value)})"
+        out.append(SpecProblem(name, _fmt_path(loc), msg, line))
+    return out
+
+
+def _allowed_keys(data, loc) -> List[str]:
+    """Field names the model accepts at the parent of loc."""
+    model = PlatformsFile if isinstance(data, dict) and "platforms" in data and len(loc) and loc[0] == "platforms" \
+        else PackageSpec
+    cur = model
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        if cur is PlatformsFile and part == "platforms":
+            cur = Platform
+            continue
+        if cur is Platform and part not in Platform.model_fields:
+            continue  # the platform name itself
+        f = getattr(cur, "model_fields", {}).get(part)
+        if f is None:
+            return []
+        cur = _inner_model(f.annotation)
+        if cur is None:
+            return []
+    return sorted(getattr(cur, "model_fields", {}))
+
+
+def _inner_model(ann):
+    import typing
+    from pydantic import BaseModel
+    if isinstance(ann, type) and issubclass(ann, BaseModel):
+        return ann
+    for a in typing.get_args(ann):
+        m = _inner_model(a)
+        if m is not None:
+            return m
+    return None
+
+
+def canonical_hash(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str).encode()).hexdigest()
+
+
+def load_platforms(path: Path) -> Tuple[Dict[str, Platform], List[SpecProblem]]:
+    data, lines, problems = read_yaml(path)
+    if data is None:
+        return {}, problems
+    try:
+        return PlatformsFile.model_validate(data).platforms, problems
+    except ValidationError as exc:
+        return {}, problems + _problems_from(exc, str(path), lines, data)
+
+
+def load_package(path: Path, platforms: Dict[str, Platform]) -> Tuple[Optional[LoadedSpec], List[SpecProblem]]:
+    data, lines, problems = read_yaml(path)
+    if data is None:
+        return None, problems
+    try:
+        spec = PackageSpec.model_validate(data)
+    except ValidationError as exc:
+        return None, problems + _problems_from(exc, str(path), lines, data)
+    known = ", ".join(sorted(platforms)) or "(none loaded)"
+    refs = [("build_platform", spec.build_platform)] + [(f"run_platforms[{i}]", p) for i, p in enumerate(spec.run_platforms)]
+    for fpath, p in refs:
+        if p not in platforms:
+            key = tuple(int(x) if x.isdigit() else x for x in fpath.replace("[", ".").replace("]", "").split("."))
+            problems.append(SpecProblem(str(path), fpath, f"unknown platform {p!r}; known: {known}", lines.get(key)))
+    if problems:
+        return None, problems
+    dump = spec.model_dump(mode="json")
+    plat = platforms[spec.build_platform].model_dump(mode="json")
+    return LoadedSpec(spec, path, canonical_hash({"spec": dump, "platform": plat})), []
+
+
+def load_specs(specs_dir: Path, only: Optional[List[Path]] = None) -> SpecSet:
+    """Load platforms.yaml and every *.yaml package spec of specs_dir; raise SpecError listing all problems."""
+    specs_dir = Path(specs_dir)
+    ppath = specs_dir / PLATFORMS_FILE
+    if not ppath.is_file():
+        raise SpecError([SpecProblem(str(ppath), "", "missing: every spec folder needs its platforms file")])
+    platforms, problems = load_platforms(ppath)
+    files = only if only is not None else sorted(p for p in specs_dir.glob("*.y*ml") if p.name != PLATFORMS_FILE)
+    result = SpecSet(platforms, platforms_path=ppath)
+    first_seen: Dict[str, Path] = {}
+    for f in files:
+        if f.suffix not in (".yaml", ".yml"):
+            problems.append(SpecProblem(str(f), "", "spec files end in .yaml or .yml"))
+            continue
+        loaded, probs = load_package(f, platforms)
+        problems += probs
+        if loaded:
+            name = loaded.spec.name
+            if name in first_seen:
+                problems.append(SpecProblem(str(f), "name", f"package {name!r} is already defined in {first_seen[name]}"))
+                continue
+            first_seen[name] = f
+            result.packages[name] = loaded
+    if problems:
+        raise SpecError(problems)
+    return result

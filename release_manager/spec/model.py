@@ -1,0 +1,424 @@
+"""Pydantic models of platforms.yaml and the per-package specs.
+
+Every model forbids unknown keys: a typo must not pass silently. Values that cannot be
+known here (internal URLs, exact digests) are written as visible placeholders,
+`<placeholder: what to put here>`; `relman specs check` lists them and `relman build`
+refuses to use them.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import fnmatch
+import re
+from typing import Annotated, Dict, List, Literal, Optional
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+VARIANTS = ("full", "runtime", "debug", "env")
+PLACEHOLDER_RE = re.compile(r"^<placeholder: [^<>\n]+>$")
+# One path component of an OCI repository name; also safe unquoted in a shell.
+NAME_RE = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$")
+ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+OS_PACKAGE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.+_:~=*-]*$")
+DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
+LABEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)\s*$")
+SIZE_UNITS = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
+              "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40}
+
+
+def is_placeholder(value) -> bool:
+    return isinstance(value, str) and bool(PLACEHOLDER_RE.match(value))
+
+
+def _name(v: str) -> str:
+    if not NAME_RE.match(v) or len(v) > 64:
+        raise ValueError(f"{v!r} is not a valid name: lowercase letters, digits, and single '.', '_' or '-' "
+                         "between them, at most 64 characters (it becomes part of an image name and a shell word)")
+    return v
+
+
+def _one_line(v: str) -> str:
+    if "\n" in v or "\r" in v or "\0" in v:
+        raise ValueError(f"{v!r} must be a single line")
+    if not v.strip():
+        raise ValueError("must not be empty")
+    return v
+
+
+def _abs_path(v: str, glob: bool = False) -> str:
+    _one_line(v)
+    chars = r"^[A-Za-z0-9_./+*-]+$" if glob else r"^[A-Za-z0-9_./+-]+$"
+    if not v.startswith("/") or ".." in v.split("/") or not re.match(chars, v):
+        raise ValueError(f"{v!r} must be an absolute path of letters, digits and ._+-/{'*' if glob else ''} "
+                         "without '..'")
+    return v.rstrip("/") or "/"
+
+
+def _rel_path(v: str) -> str:
+    _one_line(v)
+    if v.startswith("/") or ".." in v.split("/") or not re.match(r"^[A-Za-z0-9_./*+-]+$", v):
+        raise ValueError(f"{v!r} must be a relative path (letters, digits, ._*+-/) without '..'")
+    return v
+
+
+def _url_or_placeholder(v: str) -> str:
+    _one_line(v)
+    if is_placeholder(v):
+        return v
+    if not re.match(r"^(https?|git|ssh|file)://\S+$|^[\w.-]+@[\w.-]+:\S+$|^\{data_dir\}/\S+$", v):
+        raise ValueError(f"{v!r} is not a URL (http(s)://, git://, ssh://, file://, user@host:path, "
+                         "{data_dir}/path) nor a '<placeholder: ...>'")
+    return v
+
+
+def _digest_or_placeholder(v: str) -> str:
+    if is_placeholder(v) or DIGEST_RE.match(v):
+        return v
+    raise ValueError(f"{v!r} is not a digest 'sha256:<64 hex digits>' nor a '<placeholder: ...>'")
+
+
+def _sha256_or_placeholder(v: str) -> str:
+    if is_placeholder(v) or re.match(r"^[0-9a-f]{64}$", v):
+        return v
+    raise ValueError(f"{v!r} is not 64 hex digits nor a '<placeholder: ...>'")
+
+
+def _regex(v: str) -> str:
+    try:
+        re.compile(v)
+    except re.error as exc:
+        raise ValueError(f"{v!r} is not a valid regular expression: {exc}") from None
+    return v
+
+
+def _os_package(v: str) -> str:
+    if not OS_PACKAGE_RE.match(v):
+        raise ValueError(f"{v!r} is not an OS package name (letters, digits, .+_:~=*-)")
+    return v
+
+
+def parse_size(v) -> int:
+    """'1.5GB', '800 MiB' -> bytes."""
+    if isinstance(v, bool) or not isinstance(v, (str, int)):
+        raise ValueError(f"{v!r} is not a size such as '800MB' or '1.5GiB'")
+    if isinstance(v, int):
+        return v
+    m = SIZE_RE.match(v)
+    if not m:
+        raise ValueError(f"{v!r} is not a size: a number and a unit, one of {', '.join(SIZE_UNITS)} "
+                         "(e.g. '800MB', '1.5GiB')")
+    return int(float(m.group(1)) * SIZE_UNITS[m.group(2)])
+
+
+Name = Annotated[str, AfterValidator(_name)]
+OneLine = Annotated[str, AfterValidator(_one_line)]
+AbsPath = Annotated[str, AfterValidator(_abs_path)]
+AbsGlob = Annotated[str, AfterValidator(lambda v: _abs_path(v, glob=True))]
+RelPath = Annotated[str, AfterValidator(_rel_path)]
+UrlOrPlaceholder = Annotated[str, AfterValidator(_url_or_placeholder)]
+DigestOrPlaceholder = Annotated[str, AfterValidator(_digest_or_placeholder)]
+Sha256OrPlaceholder = Annotated[str, AfterValidator(_sha256_or_placeholder)]
+Regex = Annotated[str, AfterValidator(_regex)]
+OsPackage = Annotated[str, AfterValidator(_os_package)]
+Variant = Literal["full", "runtime", "debug", "env"]
+
+
+class Strict(BaseModel):
+    # strict: a YAML 1 must not become the string "1" silently, nor "yes" a bool.
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+# ---------------------------------------------------------------- platforms.yaml
+
+class BaseImage(Strict):
+    name: OneLine = Field(description="repository of the base image, e.g. docker.io/library/centos")
+    tag: OneLine
+    digest: Optional[DigestOrPlaceholder] = Field(None, description="pinned manifest digest")
+    local: bool = Field(False, description="made on the builder (scripts/local-stack); digest read at build time")
+
+    @model_validator(mode="after")
+    def _pinned(self):
+        if not self.local and self.digest is None:
+            raise ValueError("a base image from a registry must be pinned by 'digest' "
+                             "(or a '<placeholder: ...>' until it is known)")
+        return self
+
+    @property
+    def reference(self) -> str:
+        ref = f"{self.name}:{self.tag}"
+        return f"{ref}@{self.digest}" if self.digest else ref
+
+
+class YumRepo(Strict):
+    id: Name
+    name: OneLine
+    baseurl: UrlOrPlaceholder
+    gpgcheck: bool = True
+    gpgkey: Optional[OneLine] = None
+    enabled: bool = True
+
+
+class Repositories(Strict):
+    remove: List[AbsGlob] = Field(default_factory=list, description="stock repo files to delete (globs)")
+    yum: List[YumRepo] = Field(default_factory=list, description="repos written to /etc/yum.repos.d/relman.repo")
+    apt_sources: List[OneLine] = Field(default_factory=list, description="deb lines for sources.list")
+
+
+class Platform(Strict):
+    description: OneLine
+    os: OneLine = Field(description="distribution and release, e.g. 'CentOS 6.10'")
+    base_image: BaseImage
+    package_manager: Literal["yum", "apt"]
+    end_of_life: bool = False
+    repositories: Repositories = Repositories()
+    builder_label: Name = Field(description="Jenkins agent label of the builders for this platform")
+    compiler: OneLine = Field(description="system compiler, informative (e.g. gcc 4.4)")
+    toolchain_packages: List[OsPackage] = Field(description="compiler, make, binutils (objcopy) for the build stage")
+    debugger_packages: List[OsPackage] = Field(description="installed in the debug image")
+    user: Name = "sas"
+    uid: int = Field(1000, ge=1, le=65533)
+
+
+class PlatformsFile(Strict):
+    platforms: Dict[Name, Platform]
+
+    @field_validator("platforms")
+    @classmethod
+    def _non_empty(cls, v):
+        if not v:
+            raise ValueError("at least one platform is required")
+        return v
+
+
+# ---------------------------------------------------------------- package specs
+
+class Source(Strict):
+    git: UrlOrPlaceholder = Field(description="git URL or local path of the package repository")
+    tag_pattern: Regex = Field(description="regular expression release tags match")
+    default_branch: OneLine = "master"
+
+
+class OsPackages(Strict):
+    build: List[OsPackage] = Field(default_factory=list)
+    runtime: List[OsPackage] = Field(default_factory=list)
+
+
+class Build(Strict):
+    steps: List[OneLine] = Field(min_length=1, description="shell commands run in the source tree, in order")
+    env: Dict[str, OneLine] = Field(default_factory=dict, description="environment of the build steps only")
+    cflags: OneLine = Field("-g -O2", description="always carries -g: debug info is split out later")
+
+    @field_validator("env")
+    @classmethod
+    def _env_keys(cls, v):
+        for k in v:
+            if not ENV_KEY_RE.match(k):
+                raise ValueError(f"{k!r} is not an environment variable name ([A-Za-z_][A-Za-z0-9_]*)")
+        return v
+
+    @field_validator("cflags")
+    @classmethod
+    def _has_g(cls, v):
+        if "-g" not in v.split():
+            raise ValueError(f"{v!r} lacks -g: the debug variant needs debug info to split out")
+        return v
+
+
+class DataItem(Strict):
+    name: Name
+    description: OneLine
+    url: Optional[UrlOrPlaceholder] = Field(None, description="downloaded at build time")
+    from_source: Optional[RelPath] = Field(None, description="path in the source tree")
+    dest: AbsPath
+    sha256: Optional[Sha256OrPlaceholder] = None
+
+    @model_validator(mode="after")
+    def _one_origin(self):
+        if (self.url is None) == (self.from_source is None):
+            raise ValueError("give exactly one of 'url' or 'from_source'")
+        if self.url is not None and self.sha256 is None:
+            raise ValueError("a downloaded data item needs 'sha256' (or a '<placeholder: ...>')")
+        return self
+
+
+class SizeBudget(Strict):
+    max: Annotated[int, Field(gt=0)]
+    on_exceed: Literal["warn", "fail"] = "warn"
+
+    @field_validator("max", mode="before")
+    @classmethod
+    def _size(cls, v):
+        return parse_size(v)
+
+
+class Component(Strict):
+    name: Name
+    description: OneLine
+    paths: List[RelPath] = Field(min_length=1, description="paths under the prefix the component keeps")
+    runtime_packages: List[OsPackage] = Field(default_factory=list, description="OS packages beyond the base")
+    size_budget: Optional[SizeBudget] = None
+
+
+class Tolerance(Strict):
+    rtol: float = Field(0.0, ge=0)
+    atol: float = Field(0.0, ge=0)
+
+
+class ColumnRule(Strict):
+    test: Literal["exact", "tolerance", "ks", "chi2", "ignore"]
+    rtol: Optional[float] = Field(None, ge=0)
+    atol: Optional[float] = Field(None, ge=0)
+    bins: Optional[int] = Field(None, gt=1)
+    warn_below: float = Field(0.05, gt=0, lt=1, description="p-value under which the grade is 'warning'")
+    fail_below: float = Field(0.01, gt=0, lt=1, description="p-value under which the grade is 'bad'")
+
+    @model_validator(mode="after")
+    def _ordered(self):
+        if self.fail_below > self.warn_below:
+            raise ValueError("fail_below must not exceed warn_below")
+        return self
+
+
+class CompareRule(Strict):
+    pattern: OneLine = Field(description="glob matched against output file paths")
+    comparator: Literal["fits", "root", "text", "bytes"]
+    ignore_keywords: Optional[List[OneLine]] = None
+    key_columns: List[OneLine] = Field(default_factory=list)
+    floats: Tolerance = Tolerance()
+    columns: Dict[str, ColumnRule] = Field(default_factory=dict)
+    mask_patterns: List[Regex] = Field(default_factory=list, description="text: regexes masked before diffing")
+    min_entries: int = Field(20, ge=0, description="histograms: chi2 guard")
+
+    @field_validator("pattern")
+    @classmethod
+    def _glob(cls, v):
+        fnmatch.translate(v)
+        return v
+
+
+class KnownDifference(Strict):
+    file: OneLine
+    column: Optional[OneLine] = None
+    reason: OneLine
+    expires: dt.date
+
+    @field_validator("expires", mode="before")
+    @classmethod
+    def _date(cls, v):
+        # YAML gives a date for 2027-01-31; accept the ISO string too.
+        if isinstance(v, str):
+            try:
+                return dt.date.fromisoformat(v)
+            except ValueError:
+                raise ValueError(f"{v!r} is not a date YYYY-MM-DD") from None
+        return v
+
+
+class WorkloadStep(Strict):
+    name: Name
+    command: List[OneLine] = Field(min_length=1, description="argv, run without a shell")
+
+
+class Reference(Strict):
+    kind: Literal["stored", "rerun"]
+    path: Optional[OneLine] = Field(None, description="stored: folder of reference outputs")
+    environment: Optional[Literal["host", "image"]] = None
+    image: Optional[OneLine] = Field(None, description="rerun in image: reference image reference")
+    host_prefix: Optional[OneLine] = Field(None, description="rerun on host: install prefix of the bare-metal build")
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if self.kind == "stored" and not self.path:
+            raise ValueError("a stored reference needs 'path'")
+        if self.kind == "rerun" and not self.environment:
+            raise ValueError("a rerun reference needs 'environment' (host or image)")
+        return self
+
+
+class Verification(Strict):
+    inputs: Dict[Name, OneLine] = Field(default_factory=dict, description="name -> file, mounted at /inputs/<name>")
+    workload: List[WorkloadStep] = Field(min_length=1)
+    outputs: List[RelPath] = Field(min_length=1, description="globs under /outputs that are compared")
+    reference: Reference
+    rules: List[CompareRule] = Field(min_length=1)
+    known_differences: List[KnownDifference] = Field(default_factory=list)
+
+
+class NightlyJob(Strict):
+    cron: OneLine = Field(description="Jenkins cron spec, e.g. 'H 2 * * *'")
+    variants: List[Variant] = Field(default_factory=lambda: ["runtime", "debug", "full"])
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, v):
+        if len(v.split()) != 5 or not re.match(r"^[0-9HhA-Za-z*/,\- ()]+$", v):
+            raise ValueError(f"{v!r} is not a 5-field Jenkins cron spec (e.g. 'H 2 * * *')")
+        return v
+
+
+class JenkinsSection(Strict):
+    nightly: Optional[NightlyJob] = None
+    promote_by: List[Name] = Field(default_factory=lambda: ["release-managers"],
+                                   description="Jenkins groups allowed to run the promote job")
+    debug_build_by: List[Name] = Field(default_factory=lambda: ["developers"])
+    build_timeout_minutes: int = Field(180, gt=0)
+    keep_builds: int = Field(30, gt=0)
+
+
+class PackageSpec(Strict):
+    name: Name
+    description: OneLine
+    source: Source
+    build_platform: Name
+    run_platforms: List[Name] = Field(min_length=1)
+    prefix: AbsPath
+    os_packages: OsPackages = OsPackages()
+    build: Build
+    environment: Dict[str, OneLine] = Field(default_factory=dict)
+    data: List[DataItem] = Field(default_factory=list)
+    variants: List[Variant] = Field(min_length=1)
+    size_budget: Dict[Variant, SizeBudget] = Field(default_factory=dict)
+    components: List[Component] = Field(default_factory=list)
+    entrypoint: Optional[List[OneLine]] = None
+    verification: Optional[Verification] = None
+    jenkins: JenkinsSection = JenkinsSection()
+    notes: List[OneLine] = Field(default_factory=list, description="facts and their sources")
+
+    @field_validator("environment")
+    @classmethod
+    def _env_keys(cls, v):
+        return Build._env_keys(v)
+
+    @model_validator(mode="after")
+    def _cross(self):
+        if len(set(self.variants)) != len(self.variants):
+            raise ValueError("variants: listed twice")
+        if "debug" in self.variants and "runtime" not in self.variants:
+            raise ValueError("variants: 'debug' is built on 'runtime', list both")
+        for v in self.size_budget:
+            if v not in self.variants:
+                raise ValueError(f"size_budget: {v!r} is not one of this package's variants {self.variants}")
+        names = [c.name for c in self.components]
+        if len(set(names)) != len(names):
+            raise ValueError("components: a name is used twice")
+        if self.jenkins.nightly:
+            for v in self.jenkins.nightly.variants:
+                if v not in self.variants:
+                    raise ValueError(f"jenkins.nightly.variants: {v!r} is not one of {self.variants}")
+        return self
+
+    def placeholders(self):
+        """(field path, value) for every visible placeholder in the spec."""
+        return list(_find_placeholders(self.model_dump(mode="json"), ()))
+
+
+def _find_placeholders(node, path):
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield from _find_placeholders(v, path + (k,))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from _find_placeholders(v, path + (i,))
+    elif is_placeholder(node):
+        yield ".".join(str(p) for p in path), node
