@@ -105,6 +105,10 @@ class Builder:
         if not base.local and is_placeholder(base.digest):
             raise UsageError(f"image_specs/platforms.yaml: platforms.{plan.platform_name}.base_image.digest is a "
                              f"placeholder ({base.digest}); pin the real digest before building")
+        holes = plan.spec.placeholders()
+        if holes:
+            raise UsageError(f"{plan.spec_path}: {len(holes)} placeholder(s) must be filled before a real build: "
+                             + "; ".join(f"{p} = {v}" for p, v in holes[:5]))
         url = resolve_url(plan.spec.source.git, self.settings.data_dir)
         repo = SourceRepo(url, self.settings.data_dir / "git-cache", plan.spec_path)
         revision = repo.resolve(ref)

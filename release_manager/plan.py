@@ -87,7 +87,8 @@ class ImagePlan:
 
     @property
     def build_packages(self) -> List[str]:
-        return _unique(self.platform.toolchain_packages + self.spec.os_packages.build)
+        return _unique(self.platform.toolchain_packages + self.platform.developer_packages
+                       + self.spec.os_packages.build)
 
     @property
     def runtime_packages(self) -> List[str]:

@@ -126,7 +126,7 @@ def _problems_from(exc: ValidationError, name: str, lines: dict, data) -> List[S
             msg = "required field is missing"
         else:
             value = e.get("input")
-            if value is not None and not isinstance(value, dict) and repr(value) not in msg:
+            if value is not None and repr(value) not in msg:
                 msg = f"{msg} (got {_short(value)})"
         out.append(SpecProblem(name, _fmt_path(loc), msg, line))
     return out

@@ -147,7 +147,8 @@ class BaseImage(Strict):
     @property
     def reference(self) -> str:
         ref = f"{self.name}:{self.tag}"
-        return f"{ref}@{self.digest}" if self.digest else ref
+        # an unpinned (placeholder) digest renders as the tag alone; `relman build` refuses it
+        return f"{ref}@{self.digest}" if self.digest and not is_placeholder(self.digest) else ref
 
 
 class YumRepo(Strict):
@@ -176,6 +177,8 @@ class Platform(Strict):
     compiler: OneLine = Field(description="system compiler, informative (e.g. gcc 4.4)")
     toolchain_packages: List[OsPackage] = Field(description="compiler, make, binutils (objcopy) for the build stage")
     debugger_packages: List[OsPackage] = Field(description="installed in the debug image")
+    developer_packages: List[OsPackage] = Field(default_factory=list,
+                                                description="debugger and tools for developers in the env and full images")
     user: Name = "sas"
     uid: int = Field(1000, ge=1, le=65533)
 

@@ -1,0 +1,5 @@
+"""Commands of the db area (filled in by its issue)."""
+
+
+def register(main):
+    pass

@@ -1,0 +1,222 @@
+"""The release database's tables (SQLAlchemy 2, typed declarative).
+
+Times are naive UTC everywhere (MariaDB's DATETIME has no zone). JSON columns hold what the
+build and verification documents carry as lists or objects. The schema itself is created only
+by the Alembic migrations in release_manager/db/migrations; tests check the two agree.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, List, Optional
+
+from sqlalchemy import (JSON, BigInteger, DateTime, Float, ForeignKey, Index, Integer, String, Text,
+                        UniqueConstraint, event)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+# Lengths: MariaDB wants one on every VARCHAR, and an index key may hold 3072 bytes (768 utf8mb4 characters).
+NAME = 128
+REF = 255
+SHA = 80            # "sha256:" + 64 hex digits
+URL = 512
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict: JSON, list: JSON, Any: JSON}
+
+
+class Package(Base):
+    __tablename__ = "packages"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(NAME), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class SourceRevision(Base):
+    __tablename__ = "source_revisions"
+    __table_args__ = (UniqueConstraint("package_id", "ref", "commit", name="uq_source_revisions_identity"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    package_id: Mapped[int] = mapped_column(ForeignKey("packages.id"))
+    ref: Mapped[str] = mapped_column(String(REF))
+    commit: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+    package: Mapped[Package] = relationship()
+
+
+class Image(Base):
+    """One image a build made (or tried to make). Its identity is (build_key, variant, identity):
+    identity is the registry digest once pushed, else 'image:<image id>', else 'attempt:<start>'
+    for a build that failed before it had an image."""
+    __tablename__ = "images"
+    __table_args__ = (
+        UniqueConstraint("build_key", "variant", "identity", name="uq_images_identity"),
+        Index("ix_images_package_started", "package_id", "started"),
+        Index("ix_images_package_variant_status", "package_id", "variant", "status"),
+        Index("ix_images_status", "status"),
+        Index("ix_images_digest", "digest"),
+        Index("ix_images_image_id", "image_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    package_id: Mapped[int] = mapped_column(ForeignKey("packages.id"))
+    revision_id: Mapped[Optional[int]] = mapped_column(ForeignKey("source_revisions.id"))
+    variant: Mapped[str] = mapped_column(String(NAME))
+    target: Mapped[str] = mapped_column(String(NAME))
+    ref: Mapped[str] = mapped_column(String(REF))
+    commit: Mapped[Optional[str]] = mapped_column(String(64))
+    repository: Mapped[str] = mapped_column(String(REF))
+    tags: Mapped[list] = mapped_column(JSON, default=list)
+    identity: Mapped[str] = mapped_column(String(200))
+    digest: Mapped[Optional[str]] = mapped_column(String(SHA))
+    image_id: Mapped[Optional[str]] = mapped_column(String(SHA))
+    size: Mapped[Optional[int]] = mapped_column(BigInteger)
+    layers: Mapped[list] = mapped_column(JSON, default=list)
+    labels: Mapped[dict] = mapped_column(JSON, default=dict)
+    checks: Mapped[list] = mapped_column(JSON, default=list)
+    size_budget: Mapped[Optional[dict]] = mapped_column(JSON)
+    build_key: Mapped[str] = mapped_column(String(SHA))
+    base_digest: Mapped[Optional[str]] = mapped_column(String(SHA))
+    spec_hash: Mapped[Optional[str]] = mapped_column(String(SHA))
+    builder_host: Mapped[Optional[str]] = mapped_column(String(NAME))
+    build_url: Mapped[Optional[str]] = mapped_column(String(URL))
+    requested_by: Mapped[Optional[str]] = mapped_column(String(NAME))
+    started: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
+    finished: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
+    duration: Mapped[Optional[float]] = mapped_column(Float)
+    status: Mapped[str] = mapped_column(String(32))
+    message: Mapped[Optional[str]] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+    package: Mapped[Package] = relationship()
+    revision: Mapped[Optional[SourceRevision]] = relationship()
+    image_tags: Mapped[List["ImageTag"]] = relationship(back_populates="image", cascade="all, delete-orphan",
+                                                        order_by="ImageTag.id")
+    manifest: Mapped[Optional["PackageManifest"]] = relationship(back_populates="image", uselist=False)
+
+
+class ImageTag(Base):
+    """Every tag an image has carried (from the build, from promotions): the index behind `images show TAG`."""
+    __tablename__ = "image_tags"
+    __table_args__ = (UniqueConstraint("image_pk", "tag", name="uq_image_tags"), Index("ix_image_tags_tag", "tag"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    image_pk: Mapped[int] = mapped_column(ForeignKey("images.id"))
+    tag: Mapped[str] = mapped_column(String(NAME))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+    image: Mapped[Image] = relationship(back_populates="image_tags")
+
+
+class PackageManifest(Base):
+    """The OS package list the build wrote next to its result (<target>.packages.json)."""
+    __tablename__ = "package_manifests"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    image_pk: Mapped[int] = mapped_column(ForeignKey("images.id"), unique=True)
+    manager: Mapped[Optional[str]] = mapped_column(String(32))
+    source_file: Mapped[Optional[str]] = mapped_column(String(URL))
+    package_count: Mapped[int] = mapped_column(Integer, default=0)
+    packages: Mapped[list] = mapped_column(JSON, default=list)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+    image: Mapped[Image] = relationship(back_populates="manifest")
+
+
+class VerificationRun(Base):
+    __tablename__ = "verification_runs"
+    __table_args__ = (Index("ix_verification_runs_image", "image_pk", "started"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    image_pk: Mapped[int] = mapped_column(ForeignKey("images.id"))
+    reference: Mapped[str] = mapped_column(String(REF))
+    workload: Mapped[str] = mapped_column(String(NAME))
+    verdict: Mapped[str] = mapped_column(String(32))
+    started: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
+    finished: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
+    report_location: Mapped[Optional[str]] = mapped_column(String(URL))
+    summary: Mapped[Optional[dict]] = mapped_column(JSON)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+    image: Mapped[Image] = relationship()
+    checks: Mapped[List["VerificationCheck"]] = relationship(back_populates="run", cascade="all, delete-orphan",
+                                                             order_by="VerificationCheck.id")
+
+
+class VerificationCheck(Base):
+    __tablename__ = "verification_checks"
+    __table_args__ = (Index("ix_verification_checks_run", "run_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("verification_runs.id"))
+    file: Mapped[str] = mapped_column(String(URL))
+    hdu: Mapped[Optional[str]] = mapped_column(String(NAME))          # FITS HDU or ROOT tree
+    column: Mapped[Optional[str]] = mapped_column(String(NAME))
+    test: Mapped[str] = mapped_column(String(64))
+    statistic: Mapped[Optional[float]] = mapped_column(Float)
+    p_value: Mapped[Optional[float]] = mapped_column(Float)
+    thresholds: Mapped[Optional[dict]] = mapped_column(JSON)
+    result: Mapped[str] = mapped_column(String(32))
+
+    run: Mapped[VerificationRun] = relationship(back_populates="checks")
+
+
+class Promotion(Base):
+    __tablename__ = "promotions"
+    __table_args__ = (Index("ix_promotions_image", "image_pk"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    image_pk: Mapped[int] = mapped_column(ForeignKey("images.id"))
+    from_tag: Mapped[Optional[str]] = mapped_column(String(NAME))
+    to_tag: Mapped[str] = mapped_column(String(NAME))
+    promoted_by: Mapped[str] = mapped_column(String(NAME))
+    promoted_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    reason: Mapped[Optional[str]] = mapped_column(Text)
+
+    image: Mapped[Image] = relationship()
+
+
+class DebugRequest(Base):
+    __tablename__ = "debug_requests"
+    __table_args__ = (Index("ix_debug_requests_package", "package_id", "status"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    requester: Mapped[str] = mapped_column(String(NAME))
+    package_id: Mapped[int] = mapped_column(ForeignKey("packages.id"))
+    ref: Mapped[str] = mapped_column(String(REF))
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    status: Mapped[str] = mapped_column(String(32))
+    image_pk: Mapped[Optional[int]] = mapped_column(ForeignKey("images.id"))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+    package: Mapped[Package] = relationship()
+
+
+class AuditEvent(Base):
+    """Append-only: one row per state change. The ORM refuses updates and deletes; the migration
+    adds triggers so the database refuses them too."""
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_package", "package_id", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    actor: Mapped[str] = mapped_column(String(NAME))
+    action: Mapped[str] = mapped_column(String(64))
+    entity: Mapped[str] = mapped_column(String(64))
+    entity_id: Mapped[Optional[int]] = mapped_column(Integer)
+    package_id: Mapped[Optional[int]] = mapped_column(ForeignKey("packages.id"))
+    from_status: Mapped[Optional[str]] = mapped_column(String(32))
+    to_status: Mapped[Optional[str]] = mapped_column(String(32))
+    detail: Mapped[Optional[dict]] = mapped_column(JSON)
+
+
+@event.listens_for(AuditEvent, "before_update")
+@event.listens_for(AuditEvent, "before_delete")
+def _append_only(mapper, connection, target):
+    raise RuntimeError("the audit log is append-only")

@@ -1,0 +1,25 @@
+#!/bin/sh
+# Split the debug info of every ELF file under PREFIX into DEBUG_ROOT/.build-id/xx/yyyy.debug
+# (where gdb looks by GNU build-id), then strip it from the file and add a debuglink.
+# Usage: split-debug.sh PREFIX DEBUG_ROOT
+set -eu
+prefix=$1
+debug_root=$2
+count=0
+for f in $(find "$prefix" -type f); do
+    # ELF magic: 0x7f 'E' 'L' 'F'
+    [ "$(head -c 4 "$f" | od -An -c | tr -d ' \n')" = '177ELF' ] || continue
+    id=$(readelf -n "$f" 2>/dev/null | sed -n 's/.*Build ID: *\([0-9a-f]*\).*/\1/p' | head -n 1)
+    if [ -z "$id" ]; then
+        echo "split-debug: $f has no GNU build-id (link with --build-id)" >&2
+        exit 1
+    fi
+    dir="$debug_root/.build-id/$(echo "$id" | cut -c1-2)"
+    out="$dir/$(echo "$id" | cut -c3-).debug"
+    mkdir -p "$dir"
+    objcopy --only-keep-debug "$f" "$out"
+    chmod 0644 "$out"
+    objcopy --strip-debug --add-gnu-debuglink="$out" "$f"
+    count=$((count + 1))
+done
+echo "split-debug: $count ELF file(s) under $prefix split into $debug_root"
