@@ -154,7 +154,7 @@ class Builder:
                               build_url=self.settings.build_url, started=_utcnow())
             t0 = time.monotonic()
             try:
-                existing = None if force else self._find_existing(repository, key, registry or self._maybe_registry())
+                existing = None if force else self._find_existing(repository, key, t, registry or self._maybe_registry())
                 if existing:
                     self._skip(res, existing, repository)
                 else:
@@ -197,10 +197,14 @@ class Builder:
         except UsageError:
             return None
 
-    def _find_existing(self, repository: str, key: str, registry: Optional[Registry]):
-        local = self.api.images(filters={"label": f"relman.build-key={key}"})
-        if local:
-            return {"where": "local", "image_id": local[0]["Id"]}
+    def _find_existing(self, repository: str, key: str, target: Target, registry: Optional[Registry]):
+        # Stages built on the way to another target carry that build's key too: only an image whose
+        # own variant (and component) labels match is the one the key stands for.
+        for img in self.api.images(filters={"label": f"relman.build-key={key}", "dangling": False}):
+            labels = img.get("Labels") or {}
+            if labels.get("relman.variant") == target.variant and \
+                    labels.get("relman.component", "") == (target.component.name if target.component else ""):
+                return {"where": "local", "image_id": img["Id"]}
         if registry is not None:
             try:
                 digest = registry.manifest_digest(repository.split("/", 1)[1], tags.key_tag(key))

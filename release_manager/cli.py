@@ -154,6 +154,17 @@ from release_manager.commands import register_all  # noqa: E402
 register_all(main)
 
 
+@demo.command("run")
+@click.option("--ref", default="v1.1.0", help="demo release to build")
+@click.option("--input", "input_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="FT1 file to select from (default: ../shared/data/fermi/ft1/3fhl-gc-events.fits.gz)")
+@click.pass_obj
+def demo_run(settings, ref, input_file):
+    """The main job on embedded defaults: demo repo, render, build every variant, push, run evtselect."""
+    from release_manager.demo import run_demo
+    run_demo(settings, _specs(settings), ref, input_file, echo=click.echo)
+
+
 def run():  # pragma: no cover
     main(prog_name="relman")
 

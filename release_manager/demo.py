@@ -87,3 +87,40 @@ def host_build(repo_path: Path, ref: str, prefix: Path, echo=print) -> Path:
             raise RelmanError(f"host build of evtselect failed: {' '.join(cmd)}:\n{r.stdout[-1500:]}{r.stderr[-1500:]}")
     echo(f"host build of evtselect {ref} installed in {prefix}")
     return prefix / "bin" / "evtselect"
+
+
+def run_demo(settings, specs, ref: str, input_file=None, echo=print) -> None:
+    """Render, build (all variants, checked, pushed) and run the demo package; print a summary table."""
+    from release_manager import engine
+    from release_manager.build import Builder
+    from release_manager.plan import make_plan
+    from release_manager.render import render_package, write_files
+
+    input_file = Path(input_file or PROJECT_ROOT.parent / "shared" / "data" / "fermi" / "ft1" / "3fhl-gc-events.fits.gz")
+    if not input_file.is_file():
+        raise RelmanError(f"demo input {input_file} not found (pass --input FILE)")
+    init_repo(settings.data_dir / "repos" / "evtselect", echo=echo)
+    out = settings.data_dir / "rendered" / "evtselect"
+    write_files(render_package(make_plan(specs, "evtselect"), settings.registry, settings.namespace), out)
+    echo(f"rendered Dockerfile and Apptainer definitions into {out}")
+    builder = Builder(settings, specs, echo=echo)
+    results = builder.build("evtselect", ref, push=True)
+    runtime = next(r for r in results if r.variant == "runtime")
+    work = settings.data_dir / "demo-output"
+    work.mkdir(parents=True, exist_ok=True)
+    os.chmod(work, 0o777)  # the image runs as the non-root user sas
+    rc, log = engine.run(builder.api, f"{runtime.repository}@{runtime.digest}",
+                         ["evtselect", "infile=/inputs/ft1.fits.gz", "outfile=/outputs/selected.fits",
+                          "emin=20000", "emax=300000", "zmax=90"], user="sas",
+                         binds={str(input_file.resolve()): {"bind": "/inputs/ft1.fits.gz", "mode": "ro"},
+                                str(work): {"bind": "/outputs", "mode": "rw"}})
+    if rc != 0:
+        raise RelmanError(f"evtselect failed in {runtime.repository}@{runtime.digest}:\n{log}")
+    echo(log.strip())
+    echo("")
+    echo(f"{'variant':10} {'status':8} {'size':>8}  {'checks':7} image")
+    for r in results:
+        ok = sum(1 for c in r.checks if c["ok"])
+        echo(f"{r.variant:10} {r.status:8} {r.size / 1e6 if r.size else 0:>6.0f}MB  {ok}/{len(r.checks):<5} "
+             f"{r.repository}:{r.tags[0]}@{(r.digest or '')[:19]}")
+    echo(f"selected events: {work / 'selected.fits'}; results: {settings.results_dir / 'evtselect'}")

@@ -164,6 +164,9 @@ def make_plan(specs: SpecSet, name: str) -> ImagePlan:
     spec_path = f"{loaded.path.parent.name}/{loaded.path.name}"
     plan = ImagePlan(spec=spec, spec_hash=loaded.hash, spec_path=spec_path,
                      platform_name=spec.build_platform, platform=specs.platforms[spec.build_platform])
-    plan.targets = [Target(v, v) for v in spec.variants] + \
+    # The classic builder builds every stage before the target: runtime first, so building it
+    # never builds full or env, and debug (FROM runtime) comes right after.
+    order = ("runtime", "debug", "full", "env")
+    plan.targets = [Target(v, v) for v in sorted(spec.variants, key=order.index)] + \
                    [Target(f"component-{c.name}", "component", c) for c in spec.components]
     return plan

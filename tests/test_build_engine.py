@@ -1,0 +1,213 @@
+"""Builds on the real engine and registry (scripts/local-stack up): nothing here is mocked."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import requests
+from astropy.io import fits
+
+from release_manager import engine, tags
+from release_manager.build import Builder
+from release_manager.config import PROJECT_ROOT, load_settings
+from release_manager.errors import BuildError, EngineError, RegistryError, UsageError
+from release_manager.registry import Registry
+from release_manager.spec import load_specs
+
+from conftest import FT1_3FHL
+
+AUTH_REGISTRY = "127.0.0.1:5001"
+AUTH_USER, AUTH_PASSWORD = "relman-test", "relman-test-password"  # throw-away creds of scripts/local-stack
+
+
+def variant_specs(tmp_path: Path, name: str, edit) -> object:
+    """A copy of the evtselect spec under another package name, edited by `edit(text) -> text`."""
+    d = tmp_path / "specs"
+    d.mkdir(exist_ok=True)
+    shutil.copy(PROJECT_ROOT / "image_specs" / "platforms.yaml", d)
+    text = (PROJECT_ROOT / "image_specs" / "evtselect.yaml").read_text().replace("name: evtselect", f"name: {name}")
+    (d / f"{name}.yaml").write_text(edit(text))
+    return load_specs(d)
+
+
+def quiet(_):
+    pass
+
+
+def test_variants_built_checked_and_pushed(demo_build):
+    assert set(demo_build) == {"runtime", "debug", "full"}
+    for target, r in demo_build.items():
+        assert r.status in ("built", "skipped")
+        assert r.pushed and r.digest.startswith("sha256:")
+        if r.status == "built":
+            assert r.checks and all(c["ok"] for c in r.checks), r.checks
+    names = {c["name"] for c in demo_build["debug"].checks}
+    if demo_build["debug"].status == "built":
+        assert {"debug-files-by-build-id", "gdb-finds-symbols", "one-layer-over-runtime"} <= names
+
+
+def test_debug_is_runtime_plus_one_layer(api, demo_build):
+    rt = api.inspect_image(demo_build["runtime"].image_id)["RootFS"]["Layers"]
+    dbg = api.inspect_image(demo_build["debug"].image_id)["RootFS"]["Layers"]
+    assert dbg[:-1] == rt and len(dbg) == len(rt) + 1
+
+
+def test_runtime_is_small(demo_build):
+    ratio = demo_build["runtime"].size / demo_build["full"].size
+    assert ratio <= 0.20, f"runtime is {ratio:.0%} of full"
+
+
+def test_labels_read_back_from_registry_with_skopeo(demo_build, settings):
+    r = demo_build["runtime"]
+    ref = f"docker://{r.repository}:{r.tags[0]}"
+    out = subprocess.run(["skopeo", "inspect", "--tls-verify=false", ref], capture_output=True, text=True, check=True)
+    labels = json.loads(out.stdout)["Labels"]
+    for key in ("org.opencontainers.image.source", "org.opencontainers.image.revision", "org.opencontainers.image.version",
+                "org.opencontainers.image.created", "org.opencontainers.image.title", "org.opencontainers.image.ref.name",
+                "org.opencontainers.image.base.digest", "relman.package", "relman.variant", "relman.build-key",
+                "relman.spec-hash", "relman.builder-host"):
+        assert labels.get(key), f"label {key} empty or missing"
+    assert labels["org.opencontainers.image.revision"] == r.commit
+    assert labels["relman.build-key"] == r.build_key
+    assert labels["relman.variant"] == "runtime"
+    assert labels["org.opencontainers.image.ref.name"] == "v1.1.0"
+
+
+def test_full_image_runs_evtselect_on_3fhl(api, demo_build, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    out.chmod(0o777)
+    rc, log = engine.run(api, demo_build["full"].image_id,
+                         ["evtselect", "infile=/in/events.fits.gz", "outfile=/out/selected.fits",
+                          "emin=20000", "emax=300000", "zmax=90"],
+                         user="sas", binds={str(FT1_3FHL): {"bind": "/in/events.fits.gz", "mode": "ro"},
+                                            str(out): {"bind": "/out", "mode": "rw"}})
+    assert rc == 0, log
+    with fits.open(out / "selected.fits") as sel, fits.open(FT1_3FHL) as src:
+        n_sel, n_src = len(sel["EVENTS"].data), len(src["EVENTS"].data)
+        assert 0 < n_sel < n_src
+        e = sel["EVENTS"].data["ENERGY"]
+        assert e.min() >= 20000 and e.max() <= 300000
+        assert sel["EVENTS"].data["ZENITH_ANGLE"].max() <= 90
+        assert "GTI" in [h.name for h in sel]
+
+
+def test_image_pulled_back_by_digest_runs(api, demo_build):
+    r = demo_build["runtime"]
+    by_digest = f"{r.repository}@{r.digest}"
+    for line in api.pull(by_digest, stream=True, decode=True):
+        assert "error" not in line, line
+    rc, out = engine.run(api, by_digest, ["evtselect", "--version"], user="sas")
+    assert rc == 0 and "evtselect" in out
+
+
+def test_package_manifest_written(demo_build):
+    data = json.loads(Path(demo_build["runtime"].manifest_file).read_text())
+    names = {p["name"] for p in data["packages"]}
+    assert "libcfitsio10" in names and "g++" not in names
+
+
+def test_result_json_written(demo_build, settings):
+    p = settings.results_dir / "evtselect" / "v1.1.0" / "runtime.json"
+    doc = json.loads(p.read_text())
+    for k in ("package", "ref", "commit", "variant", "image_id", "digest", "tags", "size", "layers", "build_key",
+              "labels", "manifest_file", "duration", "status"):
+        assert k in doc
+
+
+def test_unchanged_ref_is_skipped(settings, specs, demo_build, api):
+    out = []
+    again = Builder(settings, specs, echo=out.append, api=api).build("evtselect", "v1.1.0", ["runtime"], push=True)
+    assert again[0].status == "skipped"
+    assert again[0].build_key == demo_build["runtime"].build_key
+    assert again[0].labels["relman.variant"] == "runtime" and again[0].size == demo_build["runtime"].size
+    assert any("skipped" in line for line in out)
+
+
+def test_fresh_agent_skips_from_registry(tmp_path, settings, demo_repo, api):
+    specs = variant_specs(tmp_path, "evtskip", lambda t: t)
+    b = Builder(settings, specs, echo=quiet, api=api)
+    first = b.build("evtskip", "v1.0.0", ["runtime"], push=True)[0]
+    assert first.status in ("built", "skipped") and first.pushed
+    # a fresh agent: no local image carries the key
+    for img in api.images(filters={"label": f"relman.build-key={first.build_key}"}):
+        api.remove_image(img["Id"], force=True)
+    again = b.build("evtskip", "v1.0.0", ["runtime"], push=True)[0]
+    assert again.status == "skipped" and again.digest == first.digest
+
+
+def test_unknown_ref_fails_before_any_build(settings, specs, demo_repo, api):
+    with pytest.raises(UsageError, match="ref 'v9.9.9' not found"):
+        Builder(settings, specs, echo=quiet, api=api).build("evtselect", "v9.9.9")
+
+
+@pytest.mark.parametrize("ref", ["; rm -rf /", "$(id)", "`id`", "-rf", "a..b", "v1\nv2"])
+def test_hostile_ref_refused(settings, specs, demo_repo, api, ref):
+    with pytest.raises(UsageError, match="not a valid git ref"):
+        Builder(settings, specs, echo=quiet, api=api).build("evtselect", ref)
+
+
+def test_failing_step_fails_with_the_step_shown_and_nothing_tagged(tmp_path, settings, demo_repo, api):
+    specs = variant_specs(tmp_path, "evtfail", lambda t: t.replace("    - make -j2\n", "    - make -j2\n    - test -e /no/such/file\n"))
+    with pytest.raises(BuildError) as exc:
+        Builder(settings, specs, echo=quiet, api=api).build("evtfail", "v1.1.0", ["runtime"])
+    msg = str(exc.value)
+    assert "test -e /no/such/file" in msg and "build failed at Step" in msg
+    assert not api.images(name=f"{settings.registry}/{settings.namespace}/evtfail")
+
+
+def test_over_budget_fails_and_untags(tmp_path, settings, demo_repo, api):
+    specs = variant_specs(tmp_path, "evtbudget", lambda t: t.replace("runtime: {max: 150MB, on_exceed: fail}",
+                                                                     "runtime: {max: 10MB, on_exceed: fail}"))
+    with pytest.raises(BuildError, match="over budget"):
+        Builder(settings, specs, echo=quiet, api=api).build("evtbudget", "v1.1.0", ["runtime"])
+    assert not api.images(name=f"{settings.registry}/{settings.namespace}/evtbudget")
+
+
+def test_push_with_credentials_to_auth_registry(tmp_path, demo_repo, api, capsys):
+    base = load_settings(data_dir=demo_repo.parent.parent, registry=AUTH_REGISTRY)
+    specs = variant_specs(tmp_path, "evtauth", lambda t: t)
+    with pytest.raises(RegistryError):  # no credentials: refused, nothing reported as pushed
+        Builder(base, specs, echo=quiet, api=api).build("evtauth", "v1.1.0", ["runtime"], push=True, force=True)
+    authed = load_settings(data_dir=demo_repo.parent.parent, registry=AUTH_REGISTRY,
+                           registry_user=AUTH_USER, registry_password=AUTH_PASSWORD)
+    lines = []
+    res = Builder(authed, specs, echo=lines.append, api=api).build("evtauth", "v1.1.0", ["runtime"], push=True)[0]
+    assert res.pushed
+    reg = Registry(AUTH_REGISTRY, credentials=None)
+    r = requests.head(f"http://{AUTH_REGISTRY}/v2/fermi-lat/evtauth/manifests/{res.tags[0]}", auth=(AUTH_USER, AUTH_PASSWORD),
+                      headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"})
+    assert r.headers["Docker-Content-Digest"] == res.digest
+    assert AUTH_PASSWORD not in "\n".join(lines) + capsys.readouterr().out + json.dumps(res.as_dict())
+    del reg
+
+
+def test_unreachable_registry(tmp_path, demo_repo, api):
+    s = load_settings(data_dir=demo_repo.parent.parent, registry="127.0.0.1:5999", push_retries=2)
+    specs = variant_specs(tmp_path, "evtnoreg", lambda t: t)
+    with pytest.raises(RegistryError, match="unreachable after 2 attempt"):
+        Builder(s, specs, echo=quiet, api=api).build("evtnoreg", "v1.1.0", ["runtime"], push=True)
+
+
+def test_engine_not_running_says_how_to_start_it(tmp_path):
+    s = load_settings(data_dir=tmp_path, docker_host="unix:///nonexistent/docker.sock")
+    with pytest.raises(EngineError, match="local-stack up"):
+        engine.connect(s)
+
+
+@pytest.mark.parametrize("bad", ["", "-x", "a" * 129, "v1;rm", "a b", "ä"])
+def test_tag_grammar(bad):
+    with pytest.raises(UsageError):
+        tags.check_tag(bad)
+
+
+def test_tag_scheme():
+    import datetime as dt
+    assert tags.release_tag("GlastRelease-20-10-04-gr07", "runtime") == "GlastRelease-20-10-04-gr07-runtime"
+    assert tags.nightly_tag(dt.date(2026, 11, 27), "debug") == "nightly-20261127-debug"
+    assert tags.debug_tag("alice", "v1.1.0") == "dev-alice-v1.1.0-debug"
+    with pytest.raises(UsageError):
+        tags.debug_tag("alice;id", "v1")
