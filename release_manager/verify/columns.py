@@ -158,6 +158,8 @@ def _obj_equal(a, b) -> bool:
 
 def _show(v) -> str:
     if isinstance(v, np.ndarray):
+        if v.dtype == np.int8 and np.isin(v, (0, 70, 84)).all():      # FITS logical (L) arrays: T/F
+            return "".join("T" if x == 84 else "F" if x == 70 else "-" for x in v.ravel())
         if v.size > 6:
             return "[" + ", ".join(_show(x) for x in v.ravel()[:6]) + ", ...]"
         return "[" + ", ".join(_show(x) for x in v.ravel()) + "]"
