@@ -107,6 +107,7 @@ class Database:
         self._reader = sessionmaker(bind=self.engine, expire_on_commit=False)
         self._writer = sessionmaker(bind=self._write_engine, expire_on_commit=False)
         self._checked = False
+        self.races_lost = 0            # transactions run again (for tests and diagnostics)
 
     def __repr__(self):
         return f"Database({self.masked_url})"
@@ -170,6 +171,7 @@ class Database:
                     return fn(s)
             except exc.DBAPIError as e:
                 if attempt + 1 < retries and _lost_race(e):
+                    self.races_lost += 1
                     time.sleep(random.uniform(0.005, 0.05) * (attempt + 1))
                     continue
                 if isinstance(e, (exc.OperationalError, exc.InterfaceError)):

@@ -1,0 +1,224 @@
+"""Reading the release database: the queries behind `relman images`, `relman history` and `relman audit`.
+Each returns plain dicts (JSON-ready: times as ISO 8601 UTC strings)."""
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Any, Dict, List, Optional, Union
+
+from sqlalchemy import case, func, select
+from sqlalchemy.orm import Session
+
+from release_manager.db.models import (AuditEvent, DebugRequest, Image, ImageTag, Package, Promotion,
+                                       VerificationCheck, VerificationRun)
+from release_manager.errors import NotFound, UsageError
+
+HEX_ID = re.compile(r"^(sha256:)?[0-9a-f]{8,64}$")
+
+LIST_COLUMNS = (Image.id, Package.name.label("package"), Image.variant, Image.target, Image.ref, Image.commit,
+                Image.status, Image.repository, Image.tags, Image.digest, Image.image_id, Image.size,
+                Image.build_key, Image.started, Image.finished, Image.requested_by, Image.build_url)
+
+
+def iso(t: Optional[dt.datetime]) -> Optional[str]:
+    return None if t is None else t.replace(microsecond=0).isoformat() + "Z"
+
+
+def _row(r) -> Dict[str, Any]:
+    d = dict(r._mapping)
+    for k, v in d.items():
+        if isinstance(v, dt.datetime):
+            d[k] = iso(v)
+    return d
+
+
+# ---------------------------------------------------------------------- finding one image
+
+def find_image(s: Session, ref: Union[int, str]) -> Image:
+    """An image by row id, registry digest, image id (or a unique prefix of either, 8+ hex digits),
+    [REPOSITORY:|PACKAGE:]TAG (the image that carried the tag last) or REPOSITORY@DIGEST."""
+    text = str(ref).strip()
+    if isinstance(ref, int) or text.isdigit():
+        img = s.get(Image, int(text))
+        if img is None:
+            raise NotFound(f"image {text} not found: no image has row id {text} "
+                           "(`relman images list` shows the ids)")
+        return img
+    if "@" in text:
+        text = text.rsplit("@", 1)[1]
+    if HEX_ID.match(text):
+        full = text if text.startswith("sha256:") else "sha256:" + text
+        hits = list(s.scalars(select(Image).where((Image.digest == full) | (Image.image_id == full))))
+        if not hits and len(full) < 71:
+            hits = list(s.scalars(select(Image).where(Image.digest.startswith(full) | Image.image_id.startswith(full))
+                                  .limit(10)))
+        if len(hits) > 1 and len({h.id for h in hits}) > 1:
+            raise UsageError(f"{text} is ambiguous: it matches images {', '.join(str(h.id) for h in hits)}; "
+                             "give more digits or the row id")
+        if hits:
+            return hits[0]
+        raise NotFound(f"image {text} not found: no registry digest or image id is or starts with {full}")
+    return _by_tag(s, text)
+
+
+def _by_tag(s: Session, text: str) -> Image:
+    owner, _, tag = text.rpartition(":")
+    if "/" in tag:                       # host:port/repo without a tag
+        owner, tag = "", text
+    q = (select(Image, Package.name).join(ImageTag, ImageTag.image_pk == Image.id)
+         .join(Package, Package.id == Image.package_id).where(ImageTag.tag == tag))
+    searched = f"tag {tag!r} of every package"
+    if owner:
+        if "/" in owner:
+            q = q.where(Image.repository == owner)
+            searched = f"tag {tag!r} in repository {owner}"
+        else:
+            q = q.where(Package.name == owner)
+            searched = f"tag {tag!r} of package {owner}"
+    hits = s.execute(q.order_by(ImageTag.id.desc()).limit(50)).all()
+    if not hits:
+        raise NotFound(f"image {text!r} not found: searched {searched} (and it is not a row id or digest)")
+    owners = sorted({(img.repository, pkg) for img, pkg in hits})
+    if len(owners) > 1:
+        raise UsageError(f"tag {tag!r} is ambiguous: " + ", ".join(f"{pkg}:{tag}" for _, pkg in owners) +
+                         "; name the package (PACKAGE:TAG) or the repository")
+    return hits[0][0]
+
+
+# ---------------------------------------------------------------------- listing
+
+def list_images(s: Session, package: Optional[str] = None, variant: Optional[str] = None,
+                status: Optional[str] = None, limit: Optional[int] = None) -> List[Dict[str, Any]]:
+    q = select(*LIST_COLUMNS).join(Package, Package.id == Image.package_id)
+    if package:
+        pkg_id = s.scalar(select(Package.id).where(Package.name == package))
+        if pkg_id is None:
+            raise NotFound(f"package {package!r} not found: no image of it was ever recorded")
+        q = q.where(Image.package_id == pkg_id)
+    if variant:
+        q = q.where(Image.variant == variant)
+    if status:
+        q = q.where(Image.status == status)
+    q = q.order_by(Image.started.desc(), Image.id.desc())
+    if limit:
+        q = q.limit(limit)
+    return [_row(r) for r in s.execute(q)]
+
+
+def image_detail(s: Session, ref: Union[int, str]) -> Dict[str, Any]:
+    img = find_image(s, ref)
+    d = _row(s.execute(select(*LIST_COLUMNS).join(Package, Package.id == Image.package_id)
+                       .where(Image.id == img.id)).one())
+    d.update(layers=img.layers, labels=img.labels, checks=img.checks, size_budget=img.size_budget,
+             base_digest=img.base_digest, spec_hash=img.spec_hash, builder_host=img.builder_host,
+             duration=img.duration, message=img.message, created_at=iso(img.created_at),
+             all_tags=[t.tag for t in img.image_tags])
+    m = img.manifest
+    d["manifest"] = None if m is None else {"manager": m.manager, "package_count": m.package_count,
+                                            "source_file": m.source_file, "packages": m.packages}
+    d["verifications"] = _verifications(s, [img.id])
+    d["promotions"] = _promotions(s, [img.id])
+    d["audit"] = [_audit_row(e, None) for e in s.scalars(
+        select(AuditEvent).where(AuditEvent.entity == "image", AuditEvent.entity_id == img.id)
+        .order_by(AuditEvent.id))]
+    return d
+
+
+def _verifications(s: Session, image_ids=None, package_id: Optional[int] = None) -> List[Dict[str, Any]]:
+    q = (select(VerificationRun.id, VerificationRun.image_pk.label("image"), Image.variant, Image.ref,
+                VerificationRun.reference, VerificationRun.workload, VerificationRun.verdict,
+                VerificationRun.started, VerificationRun.finished, VerificationRun.report_location,
+                VerificationRun.summary)
+         .join(Image, Image.id == VerificationRun.image_pk))
+    if package_id is not None:
+        q = q.where(Image.package_id == package_id)
+    else:
+        q = q.where(VerificationRun.image_pk.in_(image_ids))
+    rows = [_row(r) for r in s.execute(q.order_by(VerificationRun.started, VerificationRun.id))]
+    if not rows:
+        return rows
+    counts = {}
+    ids = [r["id"] for r in rows]
+    for chunk in range(0, len(ids), 500):
+        counts.update({c.run_id: (c.checks, int(c.failed or 0)) for c in s.execute(
+            select(VerificationCheck.run_id, func.count().label("checks"),
+                   func.sum(case((VerificationCheck.result != "pass", 1), else_=0)).label("failed"))
+            .where(VerificationCheck.run_id.in_(ids[chunk:chunk + 500])).group_by(VerificationCheck.run_id))})
+    for r in rows:
+        r["checks"], r["failed_checks"] = counts.get(r["id"], (0, 0))
+    if image_ids is not None:             # the check rows themselves only for one image's few runs
+        for r in rows:
+            r["check_rows"] = [_row(c) for c in s.execute(
+                select(VerificationCheck.file, VerificationCheck.hdu, VerificationCheck.column,
+                       VerificationCheck.test, VerificationCheck.statistic, VerificationCheck.p_value,
+                       VerificationCheck.thresholds, VerificationCheck.result)
+                .where(VerificationCheck.run_id == r["id"]).order_by(VerificationCheck.id))]
+    return rows
+
+
+def _promotions(s: Session, image_ids=None, package_id: Optional[int] = None) -> List[Dict[str, Any]]:
+    q = (select(Promotion.id, Promotion.image_pk.label("image"), Image.variant, Promotion.from_tag,
+                Promotion.to_tag, Promotion.promoted_by, Promotion.promoted_at, Promotion.reason)
+         .join(Image, Image.id == Promotion.image_pk))
+    q = q.where(Image.package_id == package_id) if package_id is not None else q.where(
+        Promotion.image_pk.in_(image_ids))
+    return [_row(r) for r in s.execute(q.order_by(Promotion.promoted_at, Promotion.id))]
+
+
+def history(s: Session, package: str) -> Dict[str, Any]:
+    """PACKAGE over time: its images, verification runs, promotions and debug requests."""
+    pkg = s.scalar(select(Package).where(Package.name == package))
+    if pkg is None:
+        known = s.scalars(select(Package.name).order_by(Package.name).limit(20)).all()
+        raise NotFound(f"package {package!r} not found in the release database"
+                       + (f"; known packages: {', '.join(known)}" if known else " (it records no package yet)"))
+    images = [_row(r) for r in s.execute(
+        select(*LIST_COLUMNS).join(Package, Package.id == Image.package_id).where(Image.package_id == pkg.id)
+        .order_by(Image.started, Image.id))]
+    debug = [_row(r) for r in s.execute(
+        select(DebugRequest.id, DebugRequest.requester, DebugRequest.ref, DebugRequest.status,
+               DebugRequest.expires_at, DebugRequest.created_at, DebugRequest.image_pk.label("image"))
+        .where(DebugRequest.package_id == pkg.id).order_by(DebugRequest.id))]
+    return {"package": pkg.name, "images": images, "verifications": _verifications(s, package_id=pkg.id),
+            "promotions": _promotions(s, package_id=pkg.id), "debug_requests": debug}
+
+
+def timeline(h: Dict[str, Any]) -> List[Dict[str, Any]]:
+    """history() as one list of events in time order (for the terminal)."""
+    ev = []
+    for i in h["images"]:
+        ev.append({"at": i["started"] or "", "what": "build", "image": i["id"],
+                   "text": f"{i['variant']:8} {i['ref']} {(i['commit'] or '')[:10]} {i['status']}"})
+    for v in h["verifications"]:
+        ev.append({"at": v["started"] or "", "what": "verify", "image": v["image"],
+                   "text": f"{v['variant']:8} {v['workload']} vs {v['reference']}: {v['verdict']}"})
+    for p in h["promotions"]:
+        ev.append({"at": p["promoted_at"] or "", "what": "promote", "image": p["image"],
+                   "text": f"{p['variant']:8} {p['from_tag'] or '-'} -> {p['to_tag']} by {p['promoted_by']}"
+                           + (f" ({p['reason']})" if p["reason"] else "")})
+    for d in h["debug_requests"]:
+        ev.append({"at": d["created_at"] or "", "what": "debug", "image": d["image"],
+                   "text": f"debug build of {d['ref']} for {d['requester']}: {d['status']}"})
+    return sorted(ev, key=lambda e: e["at"])
+
+
+# ---------------------------------------------------------------------- audit
+
+def _audit_row(e: AuditEvent, package: Optional[str]) -> Dict[str, Any]:
+    return {"id": e.id, "at": iso(e.at), "actor": e.actor, "action": e.action, "entity": e.entity,
+            "entity_id": e.entity_id, "package": package, "from": e.from_status, "to": e.to_status,
+            "detail": e.detail}
+
+
+def audit(s: Session, package: Optional[str] = None, limit: Optional[int] = None) -> List[Dict[str, Any]]:
+    q = select(AuditEvent, Package.name).outerjoin(Package, Package.id == AuditEvent.package_id)
+    if package:
+        pkg_id = s.scalar(select(Package.id).where(Package.name == package))
+        if pkg_id is None:
+            raise NotFound(f"package {package!r} not found in the release database")
+        q = q.where(AuditEvent.package_id == pkg_id)
+    q = q.order_by(AuditEvent.id.desc())
+    if limit:
+        q = q.limit(limit)
+    rows = [_audit_row(e, name) for e, name in s.execute(q)]
+    return rows[::-1]
