@@ -130,7 +130,7 @@ class Builder:
 
     def build(self, package: str, ref: str, variants: Optional[List[str]] = None, push: bool = False,
               extra_tags: Optional[Dict[str, List[str]]] = None, force: bool = False,
-              tag_prefix: Optional[str] = None) -> List[BuildResult]:
+              tag_prefix: Optional[str] = None, no_cache: bool = False) -> List[BuildResult]:
         plan, repo, revision, dockerfile, support = self.prepare(package, ref)
         targets = self._targets(plan, variants)
         base_digest = self.base_digest(plan)
@@ -162,7 +162,8 @@ class Builder:
                         buf, nfiles = build_context(repo, revision.commit, {"Dockerfile": dockerfile, **support})
                         context = buf.getvalue()
                         self.echo(f"context: {nfiles} file(s), {len(context) / 1e6:.1f} MB, commit {revision.commit[:12]}")
-                    self._build_one(plan, t, res, context, {**build_args, "RELMAN_BUILD_KEY": key}, repository)
+                    self._build_one(plan, t, res, context, {**build_args, "RELMAN_BUILD_KEY": key}, repository,
+                                    no_cache)
                     res.checks = [c.as_dict() for c in self._check(plan, t, res, runtime_layers)]
                     self._manifest(plan, res)
                     self._budget(plan, t, res)
@@ -234,14 +235,14 @@ class Builder:
         self.echo(f"{res.target}: {res.message}")
 
     def _build_one(self, plan: ImagePlan, t: Target, res: BuildResult, context: bytes, args: Dict[str, str],
-                   repository: str):
+                   repository: str, no_cache: bool = False):
         self.echo(f"--- building {plan.name} {t.name} from {res.ref} ({res.commit[:12]}), key {res.build_key[:12]}")
         log: List[str] = []
         step = "(before the first step)"
         image_id = None
         try:
             stream = self.api.build(fileobj=_Reader(context), custom_context=True, target=t.name, buildargs=args,
-                                    decode=True, rm=True, forcerm=True, pull=False, nocache=False)
+                                    decode=True, rm=True, forcerm=True, pull=False, nocache=no_cache)
             for item in stream:
                 if "stream" in item:
                     for line in item["stream"].splitlines():

@@ -107,14 +107,15 @@ def render(settings, package, variants, out):
 @click.option("--variant", "variants", multiple=True, help="variant or component (repeatable); default: all")
 @click.option("--push", is_flag=True, help="push to RELMAN_REGISTRY and confirm the digest")
 @click.option("--force", is_flag=True, help="build even when an image with the same build key exists")
+@click.option("--no-cache", is_flag=True, help="with --force: ignore the engine's layer cache (a cold build)")
 @click.option("--json", "as_json", is_flag=True, help="print the build results as JSON")
 @click.pass_obj
-def build(settings, package, ref, variants, push, force, as_json):
+def build(settings, package, ref, variants, push, force, no_cache, as_json):
     """Build PACKAGE at REF: every variant, checked, labelled, optionally pushed."""
     from release_manager.build import Builder
     echo = (lambda m: click.echo(m, err=True)) if as_json else click.echo
     results = Builder(settings, _specs(settings), echo=echo).build(package, ref, list(variants) or None,
-                                                                   push=push, force=force)
+                                                                   push=push, force=force, no_cache=no_cache)
     if as_json:
         click.echo(json.dumps([r.as_dict() for r in results], indent=2, default=str))
         return
