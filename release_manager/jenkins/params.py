@@ -81,7 +81,8 @@ def parse_assignments(items) -> Dict[str, str]:
 def validate(job, given: Mapping[str, str], context: Mapping[str, str] = None) -> Dict[str, str]:
     """Every parameter of `job` checked: unknown names refused, defaults filled, each value checked.
 
-    `context` holds the variables Jenkins provides itself (BUILD_USER_ID); they are checked too.
+    `context` holds the variables Jenkins provides itself (BUILD_USER_ID); they are checked too
+    (None: not checked, e.g. when triggering, since Jenkins sets them).
     Returns {NAME: value} for parameters and context variables, ready to become environment variables.
     """
     known = {p.name: p for p in job.parameters}
@@ -91,23 +92,14 @@ def validate(job, given: Mapping[str, str], context: Mapping[str, str] = None) -
                          f"it takes: {', '.join(known) or 'none'}")
     out: Dict[str, str] = {}
     problems = []
-    for p in job.parameters:
-        value = given.get(p.name, p.default)
+    todo = [(p, given.get(p.name, p.default), f"parameter {p.name}: required") for p in job.parameters]
+    todo += [(c, context.get(c.name, ""), f"{c.name}: not set") for c in (job.context if context is not None else ())]
+    for p, value, missing in todo:
         if value == "" and p.required:
-            problems.append(f"parameter {p.name}: required ({p.description})")
+            problems.append(f"{missing} ({p.description})")
             continue
         try:
             out[p.name] = check_value(p.check, p.name, value)
-        except UsageError as exc:
-            problems.append(str(exc))
-    context = context or {}
-    for c in job.context:
-        value = context.get(c.name, "")
-        if value == "":
-            problems.append(f"{c.name}: not set ({c.description})")
-            continue
-        try:
-            out[c.name] = check_value(c.check, c.name, value)
         except UsageError as exc:
             problems.append(str(exc))
     if problems:

@@ -1,0 +1,128 @@
+"""JobSet -> files: a Jenkinsfile and a config.xml per job, a config.xml per folder.
+
+Templates live in jenkinsfiles/ (jinja2, StrictUndefined, through release_manager.render.environment).
+XML templates are rendered with autoescaping on; in the Jenkinsfile every value passes the `gs`
+filter (a single-quoted Groovy string: no interpolation is possible).
+"""
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Dict, Iterable, Optional
+
+import jinja2
+
+from release_manager.config import PROJECT_ROOT
+from release_manager.jenkins.model import SEED_JOB, Folder, Job, JobSet
+from release_manager.render import environment
+
+TEMPLATES = PROJECT_ROOT / "jenkinsfiles"
+_ENVS: Dict[bool, jinja2.Environment] = {}
+
+
+def groovy_sq(value) -> str:
+    """A single-quoted Groovy string literal: no GString interpolation can happen inside it."""
+    s = str(value)
+    if "\n" in s or "\r" in s:
+        raise ValueError(f"{s!r}: a Groovy single-quoted string must be one line")
+    return "'" + s.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _env(xml: bool) -> jinja2.Environment:
+    if xml not in _ENVS:
+        env = environment(TEMPLATES)
+        env.autoescape = xml
+        env.filters["gs"] = groovy_sq
+        _ENVS[xml] = env
+    return _ENVS[xml]
+
+
+def jenkinsfile(job: Job) -> str:
+    return _env(False).get_template("pipeline.Jenkinsfile.j2").render(job=job, seed=SEED_JOB)
+
+
+def job_config(job: Job, script: Optional[str] = None) -> str:
+    script = jenkinsfile(job) if script is None else script
+    return _env(True).get_template("job.config.xml.j2").render(job=job, script=script)
+
+
+def folder_config(folder: Folder) -> str:
+    return _env(True).get_template("folder.config.xml.j2").render(folder=folder)
+
+
+def configs(jobset: JobSet) -> Dict[str, str]:
+    """{full name: config.xml}, folders first (the order they must be created in)."""
+    out = {f.full_name: folder_config(f) for f in jobset.folders}
+    out.update({j.full_name: job_config(j) for j in jobset.jobs})
+    return out
+
+
+def render_all(jobset: JobSet) -> Dict[str, str]:
+    """Every file `relman jobs render` writes: {relative path: text}.
+
+        <folder>/config.xml, <folder>/<job>/Jenkinsfile, <folder>/<job>/config.xml, relman-seed/...
+    """
+    files: Dict[str, str] = {}
+    for f in jobset.folders:
+        files[f"{f.full_name}/config.xml"] = folder_config(f)
+    for j in jobset.jobs:
+        script = jenkinsfile(j)
+        files[f"{j.full_name}/Jenkinsfile"] = script
+        files[f"{j.full_name}/config.xml"] = job_config(j, script)
+    return files
+
+
+# ---------------------------------------------------------------- comparing with the server
+
+_DECL_RE = re.compile(r"^\s*<\?xml[^>]*\?>")
+
+
+def parse_xml(text: str) -> ET.Element:
+    """Parse a config.xml; Jenkins writes version='1.1' declarations that expat refuses, so drop it."""
+    return ET.fromstring(_DECL_RE.sub("", text, count=1))
+
+
+def normalize_xml(text: str, ignore: Iterable[str] = ("disabled",)) -> str:
+    """A canonical form for comparing our config.xml with the server's.
+
+    Drops the declaration, `plugin="name@version"` attributes (Jenkins adds versions), whitespace
+    between elements, the top-level elements in `ignore` (the server's enabled/disabled state is
+    the admins' to keep) and orders <properties> children by name (Jenkins orders them its own way).
+    """
+    root = parse_xml(text)
+    for name in ignore:
+        for el in root.findall(name):
+            root.remove(el)
+    for el in root.iter():
+        el.attrib.pop("plugin", None)
+        if el.text is not None and not el.text.strip():
+            el.text = None
+        elif el.text is not None and len(el) == 0:
+            el.text = el.text.replace("\r\n", "\n").strip()
+        if el.tail is not None and not el.tail.strip():
+            el.tail = None
+    props = root.find("properties")
+    if props is not None:
+        props[:] = sorted(props, key=lambda e: e.tag)
+    ET.indent(root, "  ")
+    return ET.tostring(root, encoding="unicode")
+
+
+def description_of(text: str) -> str:
+    try:
+        return parse_xml(text).findtext("description") or ""
+    except ET.ParseError:
+        return ""
+
+
+def disabled_of(text: str) -> Optional[str]:
+    try:
+        return parse_xml(text).findtext("disabled")
+    except ET.ParseError:
+        return None
+
+
+def write_tree(files: Dict[str, str], out: Path) -> None:
+    from release_manager.render import write_files
+    write_files(files, out)
