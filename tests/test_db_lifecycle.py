@@ -52,3 +52,18 @@ def test_path_walks_the_intermediate_states():
     assert lc.path(lc.BUILT, lc.PUSHED) == [lc.PUSHED]
     assert lc.path(lc.FAILED, lc.PUSHED) == []
     assert lc.path(lc.PUSHED, lc.RETIRED) == []          # retiring is never a side effect
+
+
+def test_the_query_benchmark_runs_and_prints_its_figures():
+    """benchmarks/db_queries.py at a small scale (the full run: `python benchmarks/db_queries.py`)."""
+    import subprocess
+    import sys
+
+    from release_manager.config import PROJECT_ROOT
+    p = subprocess.run([sys.executable, str(PROJECT_ROOT / "benchmarks" / "db_queries.py"), "--images", "300",
+                        "--repeat", "1"], capture_output=True, text=True, timeout=300)
+    # the budgets are for the full run on a quiet machine: here only that it runs and reports
+    assert p.returncode in (0, 1) and not p.stderr, p.stdout + p.stderr
+    assert "query   images list --package pkg03: 30 rows" in p.stdout
+    assert "command relman history pkg03 --json" in p.stdout
+    assert ("all within budget" in p.stdout) != ("OVER BUDGET" in p.stdout)

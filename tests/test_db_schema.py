@@ -49,6 +49,11 @@ def test_migrations_match_the_models(empty_url):
         assert compare_metadata(MigrationContext.configure(c, opts={"compare_type": True}), Base.metadata) == []
 
 
+def test_the_guard_knows_the_newest_migration():
+    from release_manager.db.connection import SCHEMA_HEAD
+    assert SCHEMA_HEAD == migrate.head(), "set connection.SCHEMA_HEAD to the new migration's revision"
+
+
 def test_downgrade_to_base_and_up_again(empty_url):
     db = connect(empty_url, fresh=True)
     migrate.upgrade(db)
