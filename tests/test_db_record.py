@@ -255,3 +255,19 @@ def test_unknown_things_are_not_found_with_what_was_searched(db, cli):
     assert r.exit_code == 2 and "ambiguous" in r.output and "other:v1.1.0-runtime" in r.output
     with pytest.raises(NotFound):
         transition("nothing-here", "retired", actor="x", db=db)
+
+
+def test_a_real_build_result_object_records(db, tmp_path):
+    """BuildResult.as_dict() itself (not a hand-written dict): catches drift between build.py and the recorder."""
+    from release_manager.build import BuildResult, _write_json
+    r = BuildResult("fromdataclass", "v2.0.0", "ab" * 20, "debug", "debug", "c" * 64,
+                    "127.0.0.1:5000/fermi-lat/fromdataclass", ["v2.0.0-debug", "bk-" + "c" * 40],
+                    status="built", image_id=sha("dc-image"), size=10, layers=[{"digest": sha("l"), "size": None}],
+                    labels={"relman.build-key": "c" * 64}, base_digest=sha("base"), spec_hash="d" * 64,
+                    checks=[{"name": "ldd", "ok": True, "detail": ""}], started="2024-07-01T08:00:00Z",
+                    finished="2024-07-01T08:09:00Z", duration=540.0, builder_host="h", build_url=None)
+    path = tmp_path / "debug.json"
+    _write_json(path, r.as_dict())                  # exactly as the builder writes it
+    from release_manager.db import load_result_files, record_builds
+    [o] = record_builds(load_result_files([path]), db=db)
+    assert o.created and o.status == "built"

@@ -120,3 +120,53 @@ def test_bad_database_urls_are_usage_errors(monkeypatch, tmp_path):
     assert r.exit_code == 2 and "not a database URL" in r.output
     r = _cli("oracle://u:topsecret@h/db", monkeypatch, tmp_path, "db", "status")
     assert r.exit_code == 2 and "unsupported database" in r.output and "topsecret" not in r.output
+
+
+NEXT_MIGRATION = '''"""test only: one more column
+
+Revision ID: 9002
+Revises: {head}
+"""
+from alembic import op
+import sqlalchemy as sa
+
+revision = "9002"
+down_revision = "{head}"
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    with op.batch_alter_table("packages") as b:
+        b.add_column(sa.Column("note", sa.String(64), nullable=True))
+
+
+def downgrade():
+    with op.batch_alter_table("packages") as b:
+        b.drop_column("note")
+'''
+
+
+def test_a_database_behind_this_relman_is_refused_until_upgraded(empty_url, tmp_path, monkeypatch):
+    """A newer relman (simulated: one more migration) meets a database of the older one."""
+    import shutil
+    from release_manager.db import connection
+    db = connect(empty_url, fresh=True)
+    migrate.upgrade(db)
+    old_head = migrate.head()
+    newer = tmp_path / "migrations"
+    shutil.copytree(migrate.MIGRATIONS, newer)
+    (newer / "versions" / "9002_note.py").write_text(NEXT_MIGRATION.format(head=old_head))
+    monkeypatch.setattr(migrate, "MIGRATIONS", newer)
+    monkeypatch.setattr(connection, "SCHEMA_HEAD", "9002")
+    try:
+        db = connect(empty_url, fresh=True)
+        with pytest.raises(SchemaError, match=f"at migration {old_head}, behind this relman's 9002: "
+                                              "run `relman db upgrade`"):
+            db.require_schema()
+        assert migrate.upgrade(db).state == "current"
+        db.require_schema()
+        with db.engine.connect() as c:
+            assert c.execute(text("SELECT COUNT(note) FROM packages")).scalar() == 0
+    finally:
+        migrate.downgrade(connect(empty_url, fresh=True), old_head)

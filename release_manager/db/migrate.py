@@ -68,15 +68,30 @@ def status(db) -> Status:
     return Status(db.masked_url, "current", current, top, f"{where} is up to date (migration {current})")
 
 
-def upgrade(db, revision: str = "head") -> Status:
-    with db.engine.begin() as conn:
-        command.upgrade(config(conn), revision)
+def _run(db, fn, revision: str) -> Status:
+    with db.connection() as conn:
+        raw = conn.connection.driver_connection if db.backend == "sqlite" else None
+        if raw is not None:
+            # SQLite alters a table by copying it; with foreign keys on, dropping the old copy fails.
+            # The pragma only works outside a transaction; the check afterwards keeps us honest.
+            raw.execute("PRAGMA foreign_keys=OFF")
+        try:
+            with conn.begin():
+                fn(config(conn), revision)
+            if raw is not None:
+                bad = raw.execute("PRAGMA foreign_key_check").fetchall()
+                if bad:
+                    raise RuntimeError(f"migration to {revision} broke foreign keys: {bad[:5]}")
+        finally:
+            if raw is not None:
+                raw.execute("PRAGMA foreign_keys=ON")
     db._checked = False
     return status(db)
+
+
+def upgrade(db, revision: str = "head") -> Status:
+    return _run(db, command.upgrade, revision)
 
 
 def downgrade(db, revision: str) -> Status:
-    with db.engine.begin() as conn:
-        command.downgrade(config(conn), revision)
-    db._checked = False
-    return status(db)
+    return _run(db, command.downgrade, revision)
