@@ -137,3 +137,9 @@ def test_builds_run_the_stages_through_the_local_runner(tmp_path):
         with pytest.raises(JenkinsError, match="FAILURE"):
             trigger(c, "evtselect/build-runtime", {"REF": "v1.1.0"}, wait=True, poll=0.02, echo=out.append)
         assert any("stage 'Verify' failed" in line for line in out)
+
+
+def test_build_timeout(server):
+    server.build_seconds = 2.0
+    with pytest.raises(JenkinsError, match="still running after"):
+        trigger(server.client, "evtselect/nightly", {}, wait=True, timeout=0.4, poll=0.02, echo=lambda m: None)

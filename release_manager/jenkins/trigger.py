@@ -88,13 +88,14 @@ def wait_for_result(client: Client, out: BuildOutcome, timeout: float, poll: flo
 
 def trigger(client: Client, job: str, params: Dict[str, str], wait: bool = False, timeout: float = 3600,
             poll: float = 1.0, tail: int = 30, echo: Callable[[str], None] = print) -> BuildOutcome:
+    deadline = time.monotonic() + timeout          # one budget for the queue and the build
     queue_id = start(client, job, params)
     echo(f"queued {job}: queue item {queue_id}")
     out = wait_for_build(client, job, queue_id, timeout, poll, echo)
     echo(f"started {job} #{out.number}: {out.url or ''}".rstrip())
     if not wait:
         return out
-    out = wait_for_result(client, out, timeout, poll, tail)
+    out = wait_for_result(client, out, max(0.0, deadline - time.monotonic()), poll, tail)
     if out.console_tail:
         echo(f"--- last lines of the console of {job} #{out.number} ---")
         echo(out.console_tail)
