@@ -271,3 +271,32 @@ def test_a_real_build_result_object_records(db, tmp_path):
     from release_manager.db import load_result_files, record_builds
     [o] = record_builds(load_result_files([path]), db=db)
     assert o.created and o.status == "built"
+
+
+def test_non_finite_numbers_are_stored_as_null_on_every_backend(db):
+    o = record_build(result(package="nan", checks=[{"name": "size", "ratio": float("nan")}]), db=db)
+    nan_check = {**CHECKS[0], "statistic": float("nan"), "p_value": float("inf"),
+                 "thresholds": {"p_value": float("-inf")}}
+    run = record_verification(o.image, reference="r", workload="w", verdict="passed", checks=[nan_check],
+                              summary={"chi2": float("nan")}, db=db)
+    with db.read() as s:
+        r = s.get(m.VerificationRun, run)
+        assert r.summary == {"chi2": None} and r.checks[0].statistic is None and r.checks[0].p_value is None
+        assert r.checks[0].thresholds == {"p_value": None}
+        assert s.get(m.Image, o.image).checks == [{"name": "size", "ratio": None}]
+
+
+def test_bad_verification_checks_are_refused_before_anything_is_written(db):
+    from release_manager.errors import UsageError
+    o = record_build(result(package="badchecks"), db=db)
+    with pytest.raises(UsageError, match="verification check 1: field 'result': 'great' is not one of"):
+        record_verification(o.image, reference="r", workload="w", verdict="passed",
+                            checks=[CHECKS[0], {**CHECKS[1], "result": "great"}], db=db)
+    with pytest.raises(UsageError, match="verification check 0: field 'test' is missing"):
+        record_verification(o.image, reference="r", workload="w", verdict="passed",
+                            checks=[{"file": "f", "result": "pass"}], db=db)
+    with pytest.raises(UsageError, match="verdict 'meh' is not one of"):
+        record_verification(o.image, reference="r", workload="w", verdict="meh", db=db)
+    assert count(db, m.VerificationRun, m.VerificationRun.image_pk == o.image) == 0
+    with db.read() as s:
+        assert s.get(m.Image, o.image).status == "pushed"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import getpass
+import math
 import os
 from dataclasses import dataclass
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Union
@@ -143,7 +144,8 @@ def _fill(img: Image, d, status: str, requested_by: Optional[str]) -> None:
     img.variant, img.target, img.ref, img.commit = d.variant, d.target, d.ref, d.commit
     img.repository, img.identity, img.build_key = d.repository, d.identity, d.build_key
     img.digest, img.image_id, img.size = d.digest, d.image_id, d.size
-    img.layers, img.labels, img.checks, img.size_budget = d.layers, d.labels, d.checks, d.size_budget
+    img.layers, img.labels = json_safe(d.layers), d.labels
+    img.checks, img.size_budget = json_safe(d.checks), json_safe(d.size_budget)
     img.base_digest, img.spec_hash = d.base_digest, d.spec_hash
     img.builder_host, img.build_url = d.builder_host or None, d.build_url
     img.started, img.finished, img.duration, img.message = d.started, d.finished, d.duration, d.message or None
@@ -275,7 +277,7 @@ def _check_row(c: Dict[str, Any], i: int) -> Dict[str, Any]:
         return dict(
             file=str(c["file"]), hdu=_opt_str(c.get("hdu", c.get("tree"))), column=_opt_str(c.get("column")),
             test=str(c["test"]), statistic=_opt_float(c.get("statistic")), p_value=_opt_float(c.get("p_value")),
-            thresholds=c.get("thresholds"), result=result)
+            thresholds=json_safe(c.get("thresholds")), result=result)
     except KeyError as exc:
         raise UsageError(f"verification check {i}: field {exc.args[0]!r} is missing") from None
     except (TypeError, ValueError) as exc:
@@ -287,7 +289,22 @@ def _opt_str(v):
 
 
 def _opt_float(v):
-    return None if v is None else float(v)
+    """A float the three databases all store: NaN and infinities (MariaDB refuses them) become None."""
+    if v is None:
+        return None
+    f = float(v)
+    return f if math.isfinite(f) else None
+
+
+def json_safe(obj):
+    """obj with NaN and infinite floats replaced by None (strict JSON; PostgreSQL refuses NaN tokens)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {str(k): json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    return obj
 
 
 def record_verification(image: ImageRef, *, reference: str, workload: str, verdict: str,
@@ -310,7 +327,7 @@ def record_verification(image: ImageRef, *, reference: str, workload: str, verdi
         if img.status != lifecycle.VERIFYING:
             _move(s, img, lifecycle.VERIFYING, actor, action="verify", reference=reference, workload=workload)
         run = VerificationRun(image_pk=img.id, reference=reference, workload=workload, verdict=verdict,
-                              started=t0, finished=t1, report_location=report_location, summary=summary,
+                              started=t0, finished=t1, report_location=report_location, summary=json_safe(summary),
                               created_at=utcnow())
         run.checks = [VerificationCheck(**r) for r in rows]
         s.add(run)
