@@ -1,0 +1,225 @@
+"""`relman promote PACKAGE TAG [--to NAME] --by USER --reason TEXT` and `relman retire PACKAGE TAG`.
+
+TAG is either one image's tag (v1.1.0-runtime: that image; the promoted tag is NAME) or a release
+ref (v1.1.0: every variant built from it; the promoted tags are NAME-<variant>). NAME defaults to
+release-TAG. Promotion never rebuilds: the registry copies the manifest (Registry.retag) and the
+digest is checked before and after. Only images whose latest verification passed are promoted,
+unless --override (audited, with the reason). A promoted tag is immutable: it never moves to
+another digest, not even after the image is retired.
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional
+
+from release_manager import tags
+from release_manager.errors import NotFound, RelmanError, UsageError
+from release_manager.workflows.common import (Context, check_reason, check_user, image_rows, notify, registry_path,
+                                              untag, utcnow, write_audit, write_summary)
+
+
+class PromotionRefused(RelmanError):
+    """A promotion the rules do not allow (unverified image, a promoted tag on another digest)."""
+
+
+def _plan_targets(ctx: Context, package: str):
+    from release_manager.plan import make_plan
+    return make_plan(ctx.specs, package).targets
+
+
+def find_sources(ctx: Context, package: str, tag: str, to: Optional[str]) -> List[Dict[str, Any]]:
+    """[{row, source_tag, to_tag}] for TAG: one image carrying TAG, else every variant built from ref TAG."""
+    from release_manager.db.queries import find_image
+    tags.check_tag(tags.ref_slug(tag))
+    rows = {r["id"]: r for r in image_rows(ctx, package)}
+    if not rows:
+        raise NotFound(f"package {package!r} has no image in the release database")
+
+    def carrier(t):
+        with ctx.database().read() as s:
+            try:
+                return find_image(s, f"{package}:{t}").id
+            except (NotFound, UsageError):
+                return None
+    one = carrier(tag)
+    if one is not None:
+        return [{"row": rows[one], "source_tag": tag, "to_tag": tags.check_tag(to or f"release-{tag}")}]
+    name = to or f"release-{tags.ref_slug(tag)}"
+    out, missing = [], []
+    for t in _plan_targets(ctx, package):
+        src = tags.release_tag(tag, t.image_suffix)
+        pk = carrier(src)
+        if pk is not None and rows[pk]["status"] not in ("failed",):
+            out.append({"row": rows[pk], "source_tag": src, "to_tag": tags.check_tag(f"{name}-{t.image_suffix}")})
+        else:
+            missing.append(src)
+    if out and missing:
+        ctx.echo(f"note: no recorded image carries {', '.join(missing)}: those variants are not promoted")
+    if not out:
+        raise NotFound(f"no image of {package} carries the tag {tag!r} or was built from ref {tag!r} "
+                       "(`relman images list --package` shows what was recorded)")
+    return out
+
+
+def promote(ctx: Context, package: str, tag: str, to: Optional[str], by: str, reason: str,
+            dry_run: bool = False, override: bool = False) -> Dict[str, Any]:
+    check_user(by, "--by")
+    reason = check_reason(reason, "--reason" if not override else "--reason (required with --override)")
+    ctx.actor = by
+    report: Dict[str, Any] = {"status": "checking", "tag": tag, "by": by, "reason": reason, "override": override,
+                              "dry_run": dry_run, "images": []}
+    try:
+        return _promote(ctx, package, tag, to, by, reason, dry_run, override, report)
+    except RelmanError as exc:
+        report.update(status="refused" if isinstance(exc, (PromotionRefused, NotFound)) else "failed",
+                      message=str(exc))
+        write_summary(ctx, "promote", package, report)
+        if not dry_run:
+            report["notified"] = notify(ctx, "promote", package, report["status"], str(exc),
+                                        {"tag": tag, "to": to, "by": by})
+        raise
+
+
+def _promote(ctx, package, tag, to, by, reason, dry_run, override, report):
+    sources = find_sources(ctx, package, tag, to)
+    reg = ctx.registry()
+    all_rows = image_rows(ctx, package)
+    promoted_to = {}                        # promoted tag -> digest it was promoted with (immutable)
+    for r in all_rows:
+        for p in r["promotions"]:
+            promoted_to.setdefault(p["to_tag"], set()).add(r["digest"])
+    problems, plan, overridden, unverified = [], [], [], []
+    for s in sources:
+        r, dest = s["row"], s["to_tag"]
+        path = registry_path(r["repository"])
+        item = {"variant": r["variant"], "image": r["id"], "status": r["status"], "verdict": r["verdict"],
+                "digest": r["digest"], "from": s["source_tag"], "tag": f"{r['repository']}:{dest}", "to_tag": dest}
+        report["images"].append(item)
+        if not r["digest"] or r["status"] in ("failed", "retired"):
+            problems.append(f"{r['variant']} (image {r['id']}) is {r['status']}: nothing to promote")
+            continue
+        verified = r["status"] in ("verified", "promoted") and r["verdict"] == "passed"
+        if not verified:
+            why = (f"{r['variant']} (image {r['id']}, {s['source_tag']}) is not verified: status {r['status']}, "
+                   f"last verification {r['verdict'] or 'none'}")
+            if override:
+                overridden.append(why)
+                item["override"] = True
+            else:
+                problems.append(why)
+                unverified.append(why)
+        others = promoted_to.get(dest, set()) - {r["digest"]}
+        if others:
+            problems.append(f"{dest} is a promoted tag of {', '.join(sorted(others))}; promoted tags are "
+                            f"immutable, it cannot point at {r['digest']}")
+            continue
+        current = reg.manifest_digest(path, dest)
+        if current and current != r["digest"]:
+            problems.append(f"{r['repository']}:{dest} exists in the registry at {current}, not {r['digest']}: "
+                            "refusing to move it")
+            continue
+        have = reg.manifest_digest(path, r["digest"])
+        if have != r["digest"]:
+            problems.append(f"{r['repository']}@{r['digest']} is missing from the registry (`relman reconcile`)")
+            continue
+        item["already"] = current == r["digest"] and dest in promoted_to
+        plan.append((r, dest, path, item, s["source_tag"]))
+    if problems:
+        raise PromotionRefused(f"promotion of {package} {tag} refused:\n  " + "\n  ".join(problems)
+                               + ("\n  (--override with a --reason promotes an unverified image; it is audited)"
+                                  if unverified else ""))
+    if dry_run:
+        for r, dest, path, item, _ in plan:
+            ctx.echo(f"would promote {r['variant']:8} {r['repository']}@{r['digest']} -> {dest}"
+                     + (" (already)" if item["already"] else "") + (" OVERRIDE" if item.get("override") else ""))
+        report.update(status="dry-run", message=f"{len(plan)} image(s) would be promoted")
+        write_summary(ctx, "promote", package, report)
+        return report
+    from release_manager.db import record_promotion
+    for r, dest, path, item, src in plan:
+        if item["already"]:
+            ctx.echo(f"{r['repository']}:{dest} is already promoted at {r['digest']}")
+            item["result"] = "unchanged"
+            continue
+        before = reg.manifest_digest(path, r["digest"])
+        got = reg.retag(path, r["digest"], dest)
+        after = reg.manifest_digest(path, dest)
+        if not (before == got == after == r["digest"]):
+            raise RelmanError(f"promotion of {r['repository']}@{r['digest']} to {dest}: digest changed "
+                              f"(before {before}, copy {got}, after {after})")
+        if item.get("override"):
+            item["promotion"] = _record_override(ctx, r, dest, src, by, reason)
+        else:
+            item["promotion"] = record_promotion(r["id"], dest, actor=by, reason=reason, from_tag=src,
+                                                 db=ctx.database())
+        item["result"] = "promoted"
+        ctx.echo(f"promoted {r['variant']:8} {r['repository']}:{dest} = {after}")
+    report.update(status="promoted", message=f"{sum(i.get('result') == 'promoted' for i in report['images'])} "
+                                             f"image(s) promoted" + (" WITH OVERRIDE" if overridden else ""))
+    if overridden:
+        report["overridden"] = overridden
+    write_summary(ctx, "promote", package, report)
+    return report
+
+
+def _record_override(ctx: Context, r, dest: str, src: str, by: str, reason: str) -> int:
+    """An unverified image promoted on a person's word: the promotion and its tag are recorded, its status
+    stays what the science says (the lifecycle allows promoted only from verified), and the override
+    is in the audit log with the reason."""
+    from sqlalchemy import select
+    from release_manager.db.models import AuditEvent, Image, ImageTag, Promotion
+
+    def do(s):
+        img = s.get(Image, r["id"])
+        p = Promotion(image_pk=img.id, from_tag=src, to_tag=dest, promoted_by=by, promoted_at=utcnow(),
+                      reason=reason)
+        s.add(p)
+        if s.scalar(select(ImageTag.id).where(ImageTag.image_pk == img.id, ImageTag.tag == dest)) is None:
+            s.add(ImageTag(image_pk=img.id, tag=dest, created_at=utcnow()))
+            img.tags = list(img.tags or []) + [dest]
+        s.flush()
+        s.add(AuditEvent(at=utcnow(), actor=by, action="promote-override", entity="image", entity_id=img.id,
+                         package_id=img.package_id, from_status=img.status, to_status=img.status,
+                         detail={"to_tag": dest, "from_tag": src, "reason": reason, "digest": img.digest,
+                                 "promotion": p.id, "verdict": r["verdict"]}))
+        return p.id
+    return ctx.database().write(do)
+
+
+# ---------------------------------------------------------------------- retire
+
+def retire(ctx: Context, package: str, tag: str, by: str, reason: str, dry_run: bool = False) -> Dict[str, Any]:
+    """The reverse of promote: the promoted tag(s) TAG (or NAME-<variant>) leave the registry and the
+    images are retired (explicitly, with the reason). The images' other tags stay; gc collects the rest."""
+    check_user(by, "--by")
+    reason = check_reason(reason)
+    ctx.actor = by
+    suffixes = [t.image_suffix for t in _plan_targets(ctx, package)]
+    hits = []
+    for r in image_rows(ctx, package):
+        for p in r["promotions"]:
+            if p["to_tag"] == tag or p["to_tag"] in {f"{tag}-{sfx}" for sfx in suffixes}:
+                hits.append((r, p["to_tag"]))
+    if not hits:
+        raise NotFound(f"{package}: no promoted tag {tag!r} (nor {tag}-<variant>) in the release database")
+    report: Dict[str, Any] = {"status": "dry-run" if dry_run else "retired", "tag": tag, "by": by, "reason": reason,
+                              "images": []}
+    from release_manager.db import transition
+    reg = ctx.registry()
+    done = set()
+    for r, dest in hits:
+        path = registry_path(r["repository"])
+        item = {"variant": r["variant"], "image": r["id"], "digest": r["digest"], "tag": f"{r['repository']}:{dest}",
+                "status": r["status"]}
+        report["images"].append(item)
+        if dry_run:
+            ctx.echo(f"would retire {r['variant']:8} image {r['id']} and remove {r['repository']}:{dest}")
+            continue
+        if reg.manifest_digest(path, dest) == r["digest"]:
+            item["untagged"] = untag(reg, path, dest)
+        if r["id"] not in done and r["status"] != "retired":
+            transition(r["id"], "retired", actor=by, reason=reason, explicit=True, db=ctx.database())
+            done.add(r["id"])
+        item["result"] = "retired"
+        ctx.echo(f"retired {r['variant']:8} image {r['id']}: {r['repository']}:{dest} removed")
+    write_summary(ctx, "retire", package, report)
+    return report

@@ -1,0 +1,83 @@
+"""`relman reconcile [--fix]`: the release database against the registry.
+
+Reported (and with --fix repaired):
+  - missing: an image the database has as pushed (or verifying, verified, verification-failed) whose
+    manifest the registry lacks. Fix: the row is retired ("not in the registry"). A promoted image
+    is never retired here: it is reported for a person to restore or retire explicitly.
+  - promoted-tag: a promoted tag missing from the registry, or pointing at another digest, while the
+    image is there. Fix: the tag is put back on the recorded digest (a manifest copy).
+Reported only: tags in the registry of a package relman knows that no image row carries (untracked).
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, Optional
+
+from release_manager.errors import RelmanError
+from release_manager.workflows.common import Context, image_rows, registry_path, tag_digests, write_summary
+
+LIVE = ("pushed", "verifying", "verified", "verification-failed", "promoted")
+
+
+def reconcile(ctx: Context, fix: bool = False, package: Optional[str] = None) -> Dict[str, Any]:
+    from release_manager.db import transition
+    rows = image_rows(ctx, package)
+    host = ctx.settings.registry
+    reg = ctx.registry()
+    report: Dict[str, Any] = {"status": "checking", "fix": fix, "missing": [], "promoted_tags": [], "untracked": [],
+                              "fixed": [], "unfixable": []}
+    repos = sorted({r["repository"] for r in rows if r["repository"].split("/", 1)[0] == host})
+    tagmap = {repo: tag_digests(reg, registry_path(repo)) for repo in repos}
+    for r in rows:
+        if r["repository"] not in tagmap or r["status"] not in LIVE or not r["digest"]:
+            continue
+        path = registry_path(r["repository"])
+        present = reg.manifest_digest(path, r["digest"]) == r["digest"]
+        if not present:
+            item = {"image": r["id"], "package": r["package"], "variant": r["variant"], "status": r["status"],
+                    "digest": r["digest"], "tags": r["tags"]}
+            report["missing"].append(item)
+            ctx.echo(f"missing   image {r['id']} {r['package']} {r['variant']} {r['status']}: "
+                     f"{r['repository']}@{r['digest']} is not in the registry")
+            if fix:
+                if r["status"] == "promoted" or r["promotions"]:
+                    report["unfixable"].append({**item, "why": "promoted: restore the image or retire it "
+                                                               "explicitly (`relman retire`)"})
+                else:
+                    try:
+                        transition(r["id"], "retired", actor="relman-reconcile",
+                                   reason="reconcile: the registry lacks the manifest", db=ctx.database())
+                        report["fixed"].append({**item, "action": "retired"})
+                        ctx.echo(f"fixed     image {r['id']}: retired")
+                    except RelmanError as exc:
+                        report["unfixable"].append({**item, "why": str(exc)})
+            continue
+        if r["status"] == "retired":
+            continue
+        for p in r["promotions"]:
+            if r["status"] == "retired":
+                break
+            current = tagmap[r["repository"]].get(p["to_tag"])
+            if current == r["digest"]:
+                continue
+            item = {"image": r["id"], "tag": f"{r['repository']}:{p['to_tag']}", "digest": r["digest"],
+                    "registry": current}
+            report["promoted_tags"].append(item)
+            ctx.echo(f"promoted  {item['tag']} should be {r['digest']}, the registry has {current or 'nothing'}")
+            if fix:
+                got = reg.retag(path, r["digest"], p["to_tag"])
+                report["fixed"].append({**item, "action": "retagged", "now": got})
+                ctx.echo(f"fixed     {item['tag']} -> {got}")
+    carried = {}
+    for r in rows:
+        carried.setdefault(r["repository"], set()).update(r["tags"])
+    for repo, tmap in tagmap.items():
+        for tag in sorted(set(tmap) - carried.get(repo, set())):
+            report["untracked"].append(f"{repo}:{tag}")
+    problems = len(report["missing"]) + len(report["promoted_tags"])
+    left = problems - len(report["fixed"])
+    report["status"] = "clean" if problems == 0 else ("fixed" if fix and left == 0 else "differences")
+    report["message"] = (f"{problems} difference(s)" + (f", {len(report['fixed'])} fixed" if fix else "")
+                         + f"; {len(report['untracked'])} registry tag(s) not recorded (reported only)")
+    ctx.echo(report["message"])
+    write_summary(ctx, "reconcile", package, report)
+    return report
