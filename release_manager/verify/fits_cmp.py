@@ -106,6 +106,7 @@ class FitsTable:
         self.vla = {c.name for c in cols if c.format.startswith(("P", "Q")) or "P" in c.format or "Q" in c.format}
         self.loc = f.infos[index]["datLoc"]
         self.chunk_rows = max(256, CHUNK_BYTES // max(self.rowlen, 1))
+        self._buf = None
 
     def dtype(self, name):
         return self.raw_dtype.fields[name][0]
@@ -117,7 +118,16 @@ class FitsTable:
         if self.f.gz:
             rec = self._decode(self.f.raw_all(self.index)[a * self.rowlen:b * self.rowlen], b - a)
         else:
-            rec = self._decode(self.f.read_at(self.loc + a * self.rowlen, (b - a) * self.rowlen), b - a)
+            # one reused buffer per table: no fresh pages per chunk; the arrays handed out are views
+            # into it, valid until the next read (callers copy what they keep)
+            nbytes = (b - a) * self.rowlen
+            if self._buf is None or len(self._buf) < nbytes:
+                self._buf = bytearray(max(nbytes, self.chunk_rows * self.rowlen))
+            view = memoryview(self._buf)[:nbytes]
+            self.f.fh.seek(self.loc + a * self.rowlen)
+            if self.f.fh.readinto(view) != nbytes:
+                raise VerifyUsageError(f"{self.f.path}: truncated data in HDU {self.hdu.name}")
+            rec = self._decode(view, b - a)
         return self._columns(rec, names, a, b)
 
     def take(self, idx, names):

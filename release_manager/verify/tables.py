@@ -37,6 +37,8 @@ class Plan:
                 self.ignored.append(n)
             elif cr is not None and cr.test in ("ks", "chi2"):
                 self.stat[n] = cr
+                if cr.rtol is not None or cr.atol is not None:     # a ks/chi2 rule with tolerances: both
+                    self.rowwise[n] = ("tolerance", cr.rtol or 0.0, cr.atol or 0.0)
             elif cr is not None and cr.test == "tolerance":
                 self.rowwise[n] = ("tolerance", cr.rtol if cr.rtol is not None else rule.floats.rtol,
                                    cr.atol if cr.atol is not None else rule.floats.atol)
