@@ -21,7 +21,7 @@ def _cli(url, monkeypatch, tmp_path, *args):
 def test_guard_refuses_an_empty_database_and_upgrade_migrates_it(empty_url, monkeypatch, tmp_path):
     db = connect(empty_url, fresh=True)
     assert migrate.status(db).state == "empty"
-    with pytest.raises(SchemaError, match=r"not migrated.*run `relman db upgrade`"):
+    with pytest.raises(SchemaError, match=r"(not migrated|does not exist yet).*run `relman db upgrade`"):
         record_build(result(), db=db)
     r = _cli(empty_url, monkeypatch, tmp_path, "images", "list")
     assert r.exit_code == 1 and "relman db upgrade" in r.output
@@ -170,3 +170,14 @@ def test_a_database_behind_this_relman_is_refused_until_upgraded(empty_url, tmp_
             assert c.execute(text("SELECT COUNT(note) FROM packages")).scalar() == 0
     finally:
         migrate.downgrade(connect(empty_url, fresh=True), old_head)
+
+
+def test_a_missing_sqlite_file_is_reported_not_created(tmp_path, monkeypatch):
+    path = tmp_path / "sub" / "relman.db"
+    url = f"sqlite:///{path}"
+    for args in (["images", "list"], ["db", "status"], ["audit"]):
+        r = _cli(url, monkeypatch, tmp_path, *args)
+        assert r.exit_code == 1 and "does not exist yet: run `relman db upgrade`" in r.output, (args, r.output)
+    assert not path.parent.exists()
+    r = _cli(url, monkeypatch, tmp_path, "db", "upgrade")
+    assert r.exit_code == 0 and path.is_file()

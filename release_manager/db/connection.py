@@ -52,9 +52,11 @@ def _parse(url: str) -> URL:
     return u
 
 
+def _sqlite_file(u: URL) -> Optional[Path]:
+    return Path(u.database).expanduser() if u.database and u.database != ":memory:" else None
+
+
 def _sqlite_engine(u: URL) -> Engine:
-    if u.database and u.database != ":memory:":
-        Path(u.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(u, connect_args={"timeout": 60})
 
     @event.listens_for(engine, "connect")
@@ -134,6 +136,17 @@ class Database:
         finally:
             conn.close()
 
+    def exists(self) -> bool:
+        """False only for an SQLite file that is not there (a server database is asked, not assumed)."""
+        path = _sqlite_file(self.url) if self.backend == "sqlite" else None
+        return path is None or path.exists()
+
+    def create_file(self) -> None:
+        """SQLite: make the folder the database file goes in (before `relman db upgrade` creates it)."""
+        path = _sqlite_file(self.url) if self.backend == "sqlite" else None
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+
     def ping(self) -> None:
         with self.connection() as conn:
             conn.execute(text("SELECT 1"))
@@ -144,6 +157,9 @@ class Database:
         """Refuse to go on unless the database is at the migration this relman ships (checked once)."""
         if self._checked:
             return
+        if not self.exists():                              # do not leave an empty SQLite file behind
+            raise SchemaError(f"the database {self.masked_url} does not exist yet: run `relman db upgrade` "
+                              "to create it")
         try:
             with self.connection() as conn:
                 current = conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all()

@@ -43,6 +43,9 @@ class Status:
 def status(db) -> Status:
     script = ScriptDirectory.from_config(config())
     top = script.get_current_head()
+    if not db.exists():
+        return Status(db.masked_url, "empty", None, top,
+                      f"the database {db.masked_url} does not exist yet: run `relman db upgrade` to create it")
     with db.connection() as conn:
         current = MigrationContext.configure(conn).get_current_revision()
         tables = set(inspect(conn).get_table_names()) - {"alembic_version"}
@@ -69,6 +72,7 @@ def status(db) -> Status:
 
 
 def _run(db, fn, revision: str) -> Status:
+    db.create_file()
     with db.connection() as conn:
         raw = conn.connection.driver_connection if db.backend == "sqlite" else None
         if raw is not None:
