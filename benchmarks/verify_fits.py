@@ -135,14 +135,16 @@ def main():
         return
     sizes = [int(float(s)) for s in a.sizes.split(",")]
     folder = Path(tempfile.mkdtemp(prefix="relman-bench-", dir=a.workdir or "/tmp"))
-    print(f"files in {folder}")
+    print(f"files in {folder}; {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} "
+          "(other work on the machine inflates every figure)")
     rows = []
     try:
         for n in sizes:
             t0 = time.perf_counter()
             ref, cand = make_pair(n, folder)
             size = ref.stat().st_size
-            print(f"\n== {n:,} events: {size / 1e6:.0f} MB per file (made in {time.perf_counter() - t0:.1f} s)")
+            print(f"\n== {n:,} events: {size / 1e6:.0f} MB per file (made in {time.perf_counter() - t0:.1f} s), "
+                  f"load average {os.getloadavg()[0]:.1f}")
             read = measure("read", ref, cand)
             rel = measure("relman", ref, cand)
             print(f"read both files            {read['seconds']:7.2f} s  ({2 * size / 1e6 / read['seconds']:.0f} MB/s)")

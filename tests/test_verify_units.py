@@ -84,3 +84,43 @@ def test_map_argv(tmp_path):
                     f"outfile={tmp_path}/out/sel.fits", f"x={tmp_path}/other"]
     with pytest.raises(VerifyUsageError, match="does not exist"):
         map_argv(["nosuch"], {}, tmp_path, tmp_path / "bin")
+
+
+def test_image_hdus_compared_as_arrays(tmp_path):
+    from astropy.io import fits
+    from release_manager.verify.compare import compare_paths
+    img = np.random.default_rng(4).random((300, 200)).astype(np.float32)
+    fits.PrimaryHDU(img).writeto(tmp_path / "a.fits")
+    fits.HDUList([fits.PrimaryHDU(img * np.float32(1 + 1e-7))]).writeto(tmp_path / "b.fits")
+    bad = img.copy()
+    bad[150, 7] += 1
+    fits.PrimaryHDU(bad).writeto(tmp_path / "c.fits")
+    rule = [CompareRule(pattern="*.fits", comparator="fits", floats={"rtol": 1e-5})]
+    assert compare_paths(tmp_path / "a.fits", tmp_path / "b.fits", rule).verdict == "pass"
+    o = compare_paths(tmp_path / "a.fits", tmp_path / "c.fits", rule)
+    bad_checks = [c for c in o.checks if c.result == "fail"]
+    assert [(c.hdu, c.test) for c in bad_checks] == [("PRIMARY", "image")] and "row 150" in bad_checks[0].message
+
+
+def test_folders_with_logs_and_missing_outputs(tmp_path):
+    from release_manager.verify.compare import compare_paths
+    from release_manager.verify.rules import default_rules
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir(), b.mkdir()
+    (a / "run.log").write_text("started 2026-01-01T00:00:00Z in /home/x\nselected 10 events\n")
+    (b / "run.log").write_text("started 2026-02-02T11:11:11Z in /outputs\nselected 10 events\n")
+    (a / "only-ref.txt").write_text("x\n")
+    o = compare_paths(a, b, default_rules())
+    assert {(c.file, c.result) for c in o.checks} == {("run.log", "pass"), ("only-ref.txt", "fail")}
+
+
+def test_stored_reference_missing_is_a_usage_error(tmp_path):
+    from release_manager.config import load_settings
+    from release_manager.spec.model import Reference
+    from release_manager.verify.runner import _reference
+    s = load_settings(data_dir=tmp_path)
+    with pytest.raises(VerifyUsageError, match="stored reference.*missing"):
+        _reference(Reference(kind="stored", path="{data_dir}/refs/evtselect"), s)
+    (tmp_path / "refs" / "evtselect").mkdir(parents=True)
+    (tmp_path / "refs" / "evtselect" / "selected.fits").write_bytes(b"x")
+    assert _reference(Reference(kind="stored", path="{data_dir}/refs/evtselect"), s)[0].endswith("refs/evtselect")

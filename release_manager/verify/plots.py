@@ -17,7 +17,8 @@ def overlay_png(ref: np.ndarray, cand: np.ndarray, title: str, bins: int = 50) -
     lo, hi = float(both.min()), float(both.max())
     if lo == hi:
         lo, hi = lo - 0.5, hi + 0.5
-    edges = np.linspace(lo, hi, bins + 1)
+    logx = lo > 0 and hi / lo > 100          # power laws (energies): log bins, log axis
+    edges = np.geomspace(lo, hi, bins + 1) if logx else np.linspace(lo, hi, bins + 1)
     hr, _ = np.histogram(r, edges)
     hc, _ = np.histogram(c, edges)
     scale = hc.sum() / hr.sum() if hr.sum() else 1.0
@@ -29,6 +30,10 @@ def overlay_png(ref: np.ndarray, cand: np.ndarray, title: str, bins: int = 50) -
     ax.stairs(expect, edges, label=f"reference (n={r.size}, scaled)", color="#1f77b4", linewidth=1.4)
     ax.stairs(hc, edges, label=f"candidate (n={c.size})", color="#d62728", linewidth=1.0, linestyle="--")
     ax.set_title(title, fontsize=8)
+    if logx:
+        ax.set_xscale("log")
+    if hc.max(initial=0) > 50 * max(1, np.median(hc[hc > 0]) if (hc > 0).any() else 1):
+        ax.set_yscale("log")
     ax.legend(fontsize=6)
     ax.tick_params(labelsize=6)
     centres = 0.5 * (edges[1:] + edges[:-1])
