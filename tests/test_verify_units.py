@@ -124,3 +124,11 @@ def test_stored_reference_missing_is_a_usage_error(tmp_path):
     (tmp_path / "refs" / "evtselect").mkdir(parents=True)
     (tmp_path / "refs" / "evtselect" / "selected.fits").write_bytes(b"x")
     assert _reference(Reference(kind="stored", path="{data_dir}/refs/evtselect"), s)[0].endswith("refs/evtselect")
+
+
+def test_placeholders_in_the_verification_section_are_a_usage_error(specs, settings, tmp_path):
+    from release_manager.verify.runner import verify_package
+    with pytest.raises(VerifyUsageError, match="placeholder"):
+        verify_package(settings, specs, "glastrelease", "x", tmp_path, echo=lambda m: None)
+    with pytest.raises(VerifyUsageError, match="no spec for package"):
+        verify_package(settings, specs, "nosuch", "x", tmp_path, echo=lambda m: None)

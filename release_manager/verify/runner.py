@@ -287,6 +287,10 @@ def verify_package(settings, specs, package: str, image: str, workdir: Path, api
     ver = spec.verification
     if ver is None:
         raise VerifyUsageError(f"{loaded.path}: package {package} has no verification section")
+    holes = [f"{path}: {value}" for path, value in spec.placeholders() if path.startswith("verification.")]
+    if holes:
+        raise VerifyUsageError(f"{loaded.path}: the verification section still has placeholder(s) to fill:\n  "
+                               + "\n  ".join(holes))
     inputs = resolve_inputs(ver, settings)
     platform = specs.platforms[spec.build_platform]
     workdir = Path(workdir)
@@ -299,6 +303,8 @@ def verify_package(settings, specs, package: str, image: str, workdir: Path, api
     api = api or engine.connect(settings)
     full = image_reference(settings, package, image)
     image_id = ensure_image(api, full)
+    if ref_image:
+        ensure_image(api, ref_image)
     out = Outcome(title=f"{package} in {full}", reference=ref_desc, candidate=f"{full} ({image_id[:19]})")
     out.meta.update(package=package, image=full, image_id=image_id, spec=str(loaded.path), spec_hash=loaded.hash,
                     inputs={n: str(p) for n, p in inputs.items()})
