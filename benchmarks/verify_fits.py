@@ -38,8 +38,9 @@ IGNORE = ["DATE", "CREATOR", "DATASUM", "CHECKSUM", "FILENAME"]
 
 # ---------------------------------------------------------------------- making the files
 
-def make_pair(n: int, folder: Path, seed: int = 42):
-    """reference and candidate FT1 files of n events, written in chunks (memory independent of n)."""
+def make_pair(n: int, folder: Path, seed: int = 42, shuffled: bool = False):
+    """reference and candidate FT1 files of n events, written in chunks (memory independent of n).
+    shuffled: EVENT_ID made unique (the row number) and the candidate's rows in a random order."""
     from astropy.io import fits
     raw = gzip.open(SOURCE).read()
     with fits.open(SOURCE) as h:
@@ -54,15 +55,27 @@ def make_pair(n: int, folder: Path, seed: int = 42):
     rows = np.frombuffer(raw, dtype=dtype, count=n0, offset=ev_info["datLoc"])
     floats = [name for name in dtype.names if dtype.fields[name][0].kind == "f"]
     rng = np.random.default_rng(seed)
-    ref_path, cand_path = folder / f"ref-{n}.fits", folder / f"cand-{n}.fits"
+    tag = "-shuffled" if shuffled else ""
+    ref_path, cand_path = folder / f"ref-{n}{tag}.fits", folder / f"cand-{n}{tag}.fits"
+    if shuffled:
+        source_rows = rng.integers(0, n0, n)
+        order = rng.permutation(n)
     with open(ref_path, "wb") as fr, open(cand_path, "wb") as fc:
         head = raw[:ev_info["hdrLoc"]] + header.tostring().encode("ascii")
         fr.write(head)
         fc.write(head)
         for a in range(0, n, CHUNK):
             m = min(CHUNK, n - a)
-            rec = rows[rng.integers(0, n0, m)]
-            fr.write(rec.tobytes())
+            if shuffled:
+                rec = rows[source_rows[a:a + m]]
+                rec["EVENT_ID"] = np.arange(a, a + m)
+                fr.write(rec.tobytes())
+                ids = order[a:a + m]
+                rec = rows[source_rows[ids]]
+                rec["EVENT_ID"] = ids
+            else:
+                rec = rows[rng.integers(0, n0, m)]
+                fr.write(rec.tobytes())
             for name in floats:
                 v = rec[name].astype(np.float64)
                 rec[name] = v * (1.0 + 1e-7 * rng.standard_normal(v.shape))
@@ -79,7 +92,7 @@ def make_pair(n: int, folder: Path, seed: int = 42):
 def child(kind: str, ref: str, cand: str) -> dict:
     """One measurement; imports are timed apart from the work."""
     t0 = time.perf_counter()
-    if kind == "relman":
+    if kind in ("relman", "relman-keyed"):
         from release_manager.spec.model import CompareRule
         from release_manager.verify.compare import compare_paths
         import release_manager.verify.fits_cmp  # noqa: F401  (loaded lazily otherwise)
@@ -89,10 +102,11 @@ def child(kind: str, ref: str, cand: str) -> dict:
     imports = time.perf_counter() - t0
     t0 = time.perf_counter()
     out = {"kind": kind, "import_seconds": imports}
-    if kind == "relman":
+    if kind in ("relman", "relman-keyed"):
         ks = {"test": "ks", "rtol": 1e-5}
         rule = CompareRule(pattern="*", comparator="fits", floats={"rtol": 1e-5, "atol": 0.0},
-                           columns={"ENERGY": ks, "THETA": ks, "ZENITH_ANGLE": ks})
+                           columns={"ENERGY": ks, "THETA": ks, "ZENITH_ANGLE": ks},
+                           key_columns=["RUN_ID", "EVENT_ID"] if kind == "relman-keyed" else [])
         o = compare_paths(Path(ref), Path(cand), [rule], plots=False)
         out.update(verdict=o.verdict, counts=o.counts(), checks=len(o.checks),
                    ks={c.column: [c.statistic, c.pvalue, c.details.get("n_ref")] for c in o.checks if c.test == "ks"},
@@ -129,6 +143,8 @@ def main():
     ap.add_argument("--fitsdiff-at", type=int, default=3_000_000)
     ap.add_argument("--workdir", type=Path)
     ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--keyed-at", type=int, default=3_000_000,
+                    help="also time key matching (RUN_ID+EVENT_ID) on a shuffled pair of this size (0: no)")
     a = ap.parse_args()
     if a.child:
         print(json.dumps(child(*a.child), default=str))
@@ -169,6 +185,14 @@ def main():
             row.update(identical_s=ident["seconds"], identical_mb=ident["maxrss_mb"])
             rows.append(row)
             for p in (ref, cand, same):
+                p.unlink()
+        if a.keyed_at:
+            ref, cand = make_pair(a.keyed_at, folder, shuffled=True)
+            kd = measure("relman-keyed", ref, cand)
+            print(f"\n== key matching, {a.keyed_at:,} events, candidate rows shuffled, EVENT_ID unique")
+            print(f"relman compare (keyed)     {kd['seconds']:7.2f} s  peak {kd['maxrss_mb']:6.0f} MB  "
+                  f"verdict {kd['verdict']} {kd['counts']}")
+            for p in (ref, cand):
                 p.unlink()
         print("\n== summary")
         print(f"{'events':>11} {'MB/file':>8} {'read s':>7} {'relman s':>9} {'relman MB':>10} {'FITSDiff s':>10} "

@@ -348,6 +348,9 @@ def _compare_ascii_table(hr, hc, relpath, hname, rule, same_bytes) -> List[Check
 def _compare_image(hr, hc, relpath, hname, rule, same_bytes) -> Check:
     if same_bytes:
         return Check(relpath, "bytes", PASS, hname, "data", "image data byte-identical")
+    if hr.header.get("BITPIX") != hc.header.get("BITPIX"):
+        return Check(relpath, "image", FAIL, hname, "data", f"image type differs: BITPIX {hr.header.get('BITPIX')} "
+                     f"vs {hc.header.get('BITPIX')}")
     a, b = hr.data, hc.data
     if a is None or b is None or a.shape != b.shape:
         return Check(relpath, "image", FAIL, hname, "data", f"image shape differs: "
