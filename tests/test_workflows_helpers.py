@@ -57,8 +57,8 @@ def own_package(tmp_path: Path, demo_repo: Path, name: str):
     shutil.copy(PROJECT_ROOT / "image_specs" / "platforms.yaml", d)
     text = (PROJECT_ROOT / "image_specs" / "evtselect.yaml").read_text()
     text = text.replace("name: evtselect", f"name: {name}").replace('git: "{data_dir}/repos/evtselect"',
-                                                                     f'git: "{repo}"')
-    assert f'git: "{repo}"' in text
+                                                                     f'git: "file://{repo}"')
+    assert f'git: "file://{repo}"' in text
     (d / f"{name}.yaml").write_text(text)
     return repo, load_specs(d)
 
