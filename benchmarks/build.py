@@ -107,13 +107,14 @@ def main():
                                                    capture_output=True))
         rows.append(("skip, fresh agent (relman build, whole command)", t_skip,
                      "docker build --no-cache (empty cache)", t_docker))
+        print(rows[-1], flush=True)
 
         # 2. GlastRelease-sized tree
         if not a.skip_big:
             big = work / "big-src"
             t_gen, _ = timed(lambda: make_big_repo(big, a.big_files, a.big_mb))
             print(f"generated {a.big_files} files, {a.big_mb} MB, committed in {t_gen:.0f} s", flush=True)
-            bspecs = load_specs(spec_dir(work, "evtbig", str(big)))
+            bspecs = load_specs(spec_dir(work, "evtbig", f"file://{big}"))
             bb = Builder(settings, bspecs, echo=lambda m: None, api=api)
             bres = bb.build("evtbig", "v1.0.0", ["runtime"], push=True)
             drop_local(api, bres)
@@ -129,6 +130,7 @@ def main():
                                                          "relman-bench:big", str(bctx)], check=True, capture_output=True))
             rows.append((f"skip, {a.big_files} files / {a.big_mb} MB tree (relman build)", t_bskip,
                          "docker build, fully cached (sends the context)", t_bdocker))
+            print(rows[-1], flush=True)
 
         # 3. sizes
         full = b.build("evtselect", "v1.1.0", ["runtime", "debug", "full"])
@@ -142,7 +144,7 @@ def main():
         # 4. one-file rebuild vs cold
         t_cold, _ = timed(lambda: b.build("evtselect", "v1.1.0", ["runtime"], force=True, no_cache=True))
         repo = settings.data_dir / "repos" / "evtselect"
-        demo.add_commit(repo, "src/selection.cxx", "\n// benchmark: a one-line change\n", "touch one file",
+        demo.add_commit(repo, "src/selection.cxx", "\nint relman_benchmark_marker() { return 42; }\n", "change one file",
                         "2026-06-01T10:00:00+00:00")
         t_one, _ = timed(lambda: b.build("evtselect", "main", ["runtime"]))
         rows.append(("rebuild after a one-file change (runtime)", t_one, "cold build, no layer cache (runtime)", t_cold))

@@ -113,8 +113,7 @@ def render(settings, package, variants, out):
 def build(settings, package, ref, variants, push, force, no_cache, as_json):
     """Build PACKAGE at REF: every variant, checked, labelled, optionally pushed."""
     from release_manager.build import Builder
-    echo = (lambda m: click.echo(m, err=True)) if as_json else click.echo
-    results = Builder(settings, _specs(settings), echo=echo).build(package, ref, list(variants) or None,
+    results = Builder(settings, _specs(settings), echo=_progress(err=as_json)).build(package, ref, list(variants) or None,
                                                                    push=push, force=force, no_cache=no_cache)
     if as_json:
         click.echo(json.dumps([r.as_dict() for r in results], indent=2, default=str))
@@ -122,6 +121,23 @@ def build(settings, package, ref, variants, push, force, no_cache, as_json):
     for r in results:
         size = f"{r.size / 1e6:.0f} MB" if r.size else "-"
         click.echo(f"{r.target:12} {r.status:8} {size:>8}  {r.repository}:{r.tags[0]}  {r.digest or r.image_id or ''}")
+
+
+def _progress(err: bool = False):
+    """Build output: at a terminal, steps stand out and command output is dimmed; in CI, plain lines."""
+    import os
+    stream = sys.stderr if err else sys.stdout
+    if not stream.isatty() or os.environ.get("CI"):
+        return lambda m: click.echo(m, err=err)
+
+    def echo(m: str):
+        if m.startswith("Step ") or m.startswith("---"):
+            click.secho(m, bold=True, err=err)
+        elif m.startswith(("check", "size", "pushed", "WARNING", "context")):
+            click.secho(m, fg="red" if "FAIL" in m or "WARNING" in m else "green", err=err)
+        else:
+            click.secho("    " + m, dim=True, err=err)
+    return echo
 
 
 # ---------------------------------------------------------------- demo
@@ -163,7 +179,7 @@ register_all(main)
 def demo_run(settings, ref, input_file):
     """The main job on embedded defaults: demo repo, render, build every variant, push, run evtselect."""
     from release_manager.demo import run_demo
-    run_demo(settings, _specs(settings), ref, input_file, echo=click.echo)
+    run_demo(settings, _specs(settings), ref, input_file, echo=_progress())
 
 
 def run():  # pragma: no cover

@@ -6,12 +6,19 @@ set -eu
 prefix=$1
 debug_root=$2
 count=0
+skipped=0
 for f in $(find "$prefix" -type f); do
     # ELF magic: 0x7f 'E' 'L' 'F'
     [ "$(head -c 4 "$f" | od -An -c | tr -d ' \n')" = '177ELF' ] || continue
+    if ! readelf -S "$f" 2>/dev/null | grep -q '\.debug_info'; then
+        # prebuilt without -g (e.g. an external): nothing to split; the debug image check reports it
+        echo "split-debug: $f carries no debug info, left as it is" >&2
+        skipped=$((skipped + 1))
+        continue
+    fi
     id=$(readelf -n "$f" 2>/dev/null | sed -n 's/.*Build ID: *\([0-9a-f]*\).*/\1/p' | head -n 1)
     if [ -z "$id" ]; then
-        echo "split-debug: $f has no GNU build-id (link with --build-id)" >&2
+        echo "split-debug: $f has debug info but no GNU build-id: gdb could not find its split file (link with --build-id)" >&2
         exit 1
     fi
     dir="$debug_root/.build-id/$(echo "$id" | cut -c1-2)"
@@ -22,4 +29,4 @@ for f in $(find "$prefix" -type f); do
     objcopy --strip-debug --add-gnu-debuglink="$out" "$f"
     count=$((count + 1))
 done
-echo "split-debug: $count ELF file(s) under $prefix split into $debug_root"
+echo "split-debug: $count ELF file(s) under $prefix split into $debug_root; $skipped without debug info"
