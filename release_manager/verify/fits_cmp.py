@@ -131,26 +131,29 @@ class FitsTable:
         return self._columns(rec, names, a, b)
 
     def take(self, idx, names):
+        """Rows at sorted indices, read window by window (only windows holding wanted rows). No mmap:
+        on kernels that map whole large folios per fault, a sparse gather maps most of the file."""
         if len(idx) == 0:
             return {n: np.empty(0, dtype=self.dtype(n)) for n in names}
-        lo, hi = int(idx[0]), int(idx[-1]) + 1
-        if self.f.gz or (hi - lo) <= 4 * len(idx):
-            d = self.read_range(lo, hi, names)
-            return {n: v[idx - lo] for n, v in d.items()}
-        # sparse random access: a short-lived memmap, dropped after the gather (pages leave the RSS)
-        mm = np.memmap(self.f.path, dtype=self.raw_dtype, mode="r", offset=self.loc, shape=(self.nrows,))
-        try:
-            rec = mm[idx]
-        finally:
-            del mm
-        return self._columns(rec, names, None, None, idx)
+        out = {n: [] for n in names}
+        i = 0
+        while i < len(idx):
+            a = int(idx[i])
+            b = min(self.nrows, a + self.chunk_rows)
+            j = int(np.searchsorted(idx, b, side="left"))
+            d = self.read_range(a, b, names)
+            sel = np.asarray(idx[i:j]) - a
+            for n in names:
+                out[n].append(d[n][sel])
+            i = j
+        return {n: (v[0] if len(v) == 1 else np.concatenate(v)) for n, v in out.items()}
 
-    def _columns(self, rec, names, a, b, idx=None):
+    def _columns(self, rec, names, a, b):
         out = {}
         for n in names:
             if n in self.vla:
                 col = self.hdu.data[n]
-                vals = col[a:b] if idx is None else [col[i] for i in idx]
+                vals = col[a:b]
                 out[n] = np.array([np.asarray(v) for v in vals] + [None], dtype=object)[:-1]
             else:
                 out[n] = rec[n]

@@ -7,6 +7,8 @@ take(sorted row indices, names) -> {name: array}, and chunk_rows.
 """
 from __future__ import annotations
 
+import os
+import tempfile
 from typing import Dict, List, Optional
 
 import numpy as np
@@ -209,19 +211,76 @@ class TableCompare:
         return max(1000, min(PLOT_SAMPLE, PLOT_BUDGET // max(1, len(self.plot_names))))
 
     def _pairs(self, pr, pc):
+        """Compare matched rows (pr sorted). Small tables: gather directly. Large ones: a bucketed
+        join through temporary files, so memory stays at one bucket whatever the table size: the
+        candidate is read once in order and its rows are appended to the bucket of their reference
+        position; then each bucket is placed in order and compared with the reference rows."""
         names = list(self.plan.rowwise)
-        if not names:
+        if not names or len(pr) == 0:
             return
-        for a in range(0, len(pr), GATHER_ROWS):
-            ri, ci = pr[a:a + GATHER_ROWS], pc[a:a + GATHER_ROWS]
-            r = self.ref.take(ri, names)
-            o = np.argsort(ci, kind="stable")
-            inv = np.empty_like(o)
-            inv[o] = np.arange(len(o))
-            cs = self.cand.take(ci[o], names)
-            c = {k: v[inv] for k, v in cs.items()}
-            for name, cc in self.cmp.items():
-                cc.feed(r[name], c[name], 0, rows=ri)
+        fixed = all(self.cand.dtype(n) != object and self.ref.dtype(n) != object for n in names)
+        if len(pr) <= 4 * GATHER_ROWS or not fixed:
+            for a in range(0, len(pr), GATHER_ROWS):
+                ri, ci = pr[a:a + GATHER_ROWS], pc[a:a + GATHER_ROWS]
+                o = np.argsort(ci, kind="stable")
+                inv = np.empty_like(o)
+                inv[o] = np.arange(len(o))
+                r = self.ref.take(ri, names)
+                cs = self.cand.take(ci[o], names)
+                for name, cc in self.cmp.items():
+                    cc.feed(r[name], cs[name][inv], 0, rows=ri)
+            return
+        self._pairs_bucketed(pr, pc, names)
+
+    def _pairs_bucketed(self, pr, pc, names):
+        rec_dtype = np.dtype([(n, self.cand.dtype(n)) for n in names])
+        size = max(GATHER_ROWS, min(self.cand.chunk_rows, (64 << 20) // max(rec_dtype.itemsize, 1)))
+        npairs = len(pr)
+        nb = -(-npairs // size)
+        pos = np.full(self.cand.nrows, -1, dtype=np.int64)
+        pos[pc] = np.arange(npairs)
+        with tempfile.TemporaryDirectory(prefix="relman-join-") as tmp:
+            files = [open(os.path.join(tmp, str(k)), "w+b") for k in range(nb)]
+            try:
+                for a in range(0, self.cand.nrows, self.cand.chunk_rows):
+                    b = min(self.cand.nrows, a + self.cand.chunk_rows)
+                    d = self.cand.read_range(a, b, names)
+                    k = pos[a:b]
+                    keep = k >= 0
+                    k = k[keep]
+                    rec = np.empty(len(k), rec_dtype)
+                    for n in names:
+                        rec[n] = d[n][keep]
+                    bucket = k // size
+                    order = np.argsort(bucket, kind="stable")
+                    k, rec, bucket = k[order], rec[order], bucket[order]
+                    cuts = np.flatnonzero(np.diff(bucket)) + 1
+                    for kk, rr, bb in zip(np.split(k, cuts), np.split(rec, cuts), np.split(bucket, cuts)):
+                        if len(kk):
+                            f = files[int(bb[0])]
+                            f.write(np.int64(len(kk)).tobytes())
+                            f.write(kk.astype("<i8").tobytes())
+                            f.write(rr.tobytes())
+                del pos
+                for bk, f in enumerate(files):
+                    lo, hi = bk * size, min(npairs, (bk + 1) * size)
+                    placed = np.empty(hi - lo, rec_dtype)
+                    f.seek(0)
+                    while True:
+                        head = f.read(8)
+                        if not head:
+                            break
+                        m = int(np.frombuffer(head, "<i8")[0])
+                        kk = np.frombuffer(f.read(8 * m), "<i8")
+                        placed[kk - lo] = np.frombuffer(f.read(m * rec_dtype.itemsize), rec_dtype)
+                    f.close()
+                    ri = pr[lo:hi]
+                    r = self.ref.take(ri, names)
+                    for name, cc in self.cmp.items():
+                        cc.feed(r[name], placed[name], 0, rows=ri)
+            finally:
+                for f in files:
+                    f.close()
 
     def _scan(self, src, stat, plot):
         names = self._wanted(rowwise=False)
