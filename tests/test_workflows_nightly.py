@@ -145,6 +145,8 @@ def test_gc_dry_run_then_gc(ctx, pkg, wf_settings):
     assert r.manifest_digest(pkg["path"], "keep-a-runtime") == STATE["a"]["runtime"]      # promoted: kept
     assert r.manifest_digest(pkg["path"], "nightly-20261001-runtime") is None            # its old tag went
     assert r.manifest_digest(pkg["path"], tags.debug_tag("dave", sha)) is None          # expired
+    assert r.manifest_digest(pkg["path"], f"{sha}-debug") is None                       # a commit: its tags too
+    assert r.manifest_digest(pkg["path"], f"{sha}-runtime") is None
     for v, d in STATE["b"].items():                                                      # newest: untouched
         assert r.manifest_digest(pkg["path"], f"nightly-20261120-{v}") == d
         assert r.manifest_digest(pkg["path"], f"nightly-{v}") == d

@@ -4,7 +4,8 @@ What goes (settings from the environment, see docs/workflows.md):
   - nightly-YYYYMMDD-<variant> tags older than RELMAN_GC_NIGHTLY_DAYS days (default 14), except the
     newest RELMAN_GC_KEEP dates per variant (default 7);
   - debug builds whose request expired: the request becomes expired, dev-<requester>-<ref>-debug goes
-    (and <ref>-debug when the ref is neither a release tag nor the default branch);
+    (and <ref>-debug, <ref>-runtime when the ref is neither a release tag nor the default branch and no
+    live request of the same ref remains);
   - failed builds older than RELMAN_GC_FAILED_DAYS days (default 7): their rows are retired.
 A tag is removed alone (common.untag). An image's manifest is deleted, and its row retired, only when
 it lost a tag here and nothing but build-key tags (bk-*) still points at it: an alias, a release tag,
@@ -90,6 +91,7 @@ def collect(ctx: Context, dry_run: bool = False, package: Optional[str] = None,
 
     # 2. expired debug builds
     expired = _expired_requests(ctx, package, now)
+    active = {(r["package"], r["ref"]) for r in _active_requests(ctx, package, now)}
     for req in expired:
         spec = ctx.specs.packages.get(req["package"])
         repo = tags.repository(host, ctx.settings.namespace, req["package"])
@@ -102,8 +104,9 @@ def collect(ctx: Context, dry_run: bool = False, package: Optional[str] = None,
         if spec is not None:
             s = spec.spec
             is_release = bool(re.search(s.source.tag_pattern, req["ref"])) if s.source.tag_pattern else False
-            if not is_release and req["ref"] != s.source.default_branch:
-                candidates.append(tags.release_tag(req["ref"], "debug"))
+            shared = (req["package"], req["ref"]) in active      # another live request of the same ref
+            if not is_release and req["ref"] != s.source.default_branch and not shared:
+                candidates += [tags.release_tag(req["ref"], "debug"), tags.release_tag(req["ref"], "runtime")]
         for tag in candidates:
             if repo in tagmap and tag in tagmap[repo]:
                 remove[repo].add(tag)
@@ -186,11 +189,20 @@ def _retire(ctx, r, reason, dry_run, report, verb, transition):
 
 
 def _expired_requests(ctx: Context, package: Optional[str], now: dt.datetime) -> List[Dict[str, Any]]:
+    return _requests(ctx, package, now, expired=True)
+
+
+def _active_requests(ctx: Context, package: Optional[str], now: dt.datetime) -> List[Dict[str, Any]]:
+    return _requests(ctx, package, now, expired=False)
+
+
+def _requests(ctx: Context, package: Optional[str], now: dt.datetime, expired: bool) -> List[Dict[str, Any]]:
     from sqlalchemy import select
     from release_manager.db.models import DebugRequest, Package
     with ctx.database().read() as s:
         q = (select(DebugRequest, Package.name).join(Package, Package.id == DebugRequest.package_id)
-             .where(DebugRequest.expires_at < now, DebugRequest.status.in_(["requested", "building", "built"])))
+             .where(DebugRequest.expires_at < now if expired else DebugRequest.expires_at >= now,
+                    DebugRequest.status.in_(["requested", "building", "built"])))
         if package:
             q = q.where(Package.name == package)
         return [{"id": d.id, "package": name, "requester": d.requester, "ref": d.ref, "expires_at": d.expires_at,
