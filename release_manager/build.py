@@ -156,7 +156,7 @@ class Builder:
             try:
                 existing = None if force else self._find_existing(repository, key, t, registry or self._maybe_registry())
                 if existing:
-                    self._skip(res, existing, repository)
+                    self._skip(plan, res, existing, repository)
                 else:
                     if context is None:
                         buf, nfiles = build_context(repo, revision.commit, {"Dockerfile": dockerfile, **support})
@@ -215,11 +215,16 @@ class Builder:
                 return {"where": "registry", "digest": digest}
         return None
 
-    def _skip(self, res: BuildResult, existing: dict, repository: str):
+    def _skip(self, plan, res: BuildResult, existing: dict, repository: str):
         res.status = "skipped"
         if existing["where"] == "local":
             res.image_id = existing["image_id"]
             self._describe(res)
+            path = self._manifest_path(res)
+            if path.is_file():
+                res.manifest_file = str(path)
+            else:  # built by another data folder on this engine: list the packages once
+                self._manifest(plan, res)
             for tag in res.tags:
                 self.api.tag(res.image_id, repository, tag)
             res.message = f"build key {res.build_key[:12]} already built here as {res.image_id[:19]}: skipped"
@@ -306,7 +311,7 @@ class Builder:
         if rc != 0:
             raise BuildError(f"{plan.name} {res.target}: listing OS packages failed: {out[-500:]}")
         pkgs = [dict(zip(("name", "version", "arch"), line.split("\t"))) for line in out.splitlines() if "\t" in line]
-        path = self._result_dir(res) / f"{res.target}.packages.json"
+        path = self._manifest_path(res)
         _write_json(path, {"image_id": res.image_id, "manager": plan.manager, "packages": pkgs})
         res.manifest_file = str(path)
 
@@ -348,6 +353,10 @@ class Builder:
             res.digest = digest
             self.echo(f"pushed {repository}:{tag} {digest}")
         res.pushed = True
+
+    def _manifest_path(self, res: BuildResult) -> Path:
+        # keyed by build key: the same image has the same packages whatever ref it was built for
+        return self.settings.results_dir / "manifests" / f"{res.build_key}.packages.json"
 
     def _result_dir(self, res: BuildResult) -> Path:
         return self.settings.results_dir / res.package / tags.ref_slug(res.ref)
