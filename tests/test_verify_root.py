@@ -78,3 +78,18 @@ def test_hist_chi2_numbers():
     expect = (60 - 50) ** 2 / (60 + scale ** 2 * 100) + (40 - 50) ** 2 / (40 + scale ** 2 * 100)
     assert h["chi2"] == pytest.approx(expect) and h["ndf"] == 1 and h["worst_bin"] == 1
     assert hist_chi2([5, 5], [5, 5], min_entries=20)["skipped"]
+
+
+def test_th2_chi2_and_binning(tmp_path):
+    rng = np.random.default_rng(1)
+    rng_xy = [[-4, 4], [-4, 4]]
+    for name, shift in (("a", 0.0), ("b", 0.0), ("c", 0.3)):
+        with uproot.recreate(tmp_path / f"{name}.root") as f:
+            f["h2"] = np.histogram2d(rng.normal(shift, 1, 5000), rng.normal(0, 1, 5000), bins=(10, 12), range=rng_xy)
+    with uproot.recreate(tmp_path / "d.root") as f:
+        f["h2"] = np.histogram2d(rng.normal(0, 1, 5000), rng.normal(0, 1, 5000), bins=(10, 12))
+    rule = CompareRule(pattern="*", comparator="root", columns={"h2": {"test": "chi2", "fail_below": 0.001}})
+    res = {n: [c for c in compare_root(tmp_path / "a.root", tmp_path / f"{n}.root", "x", rule, [rule])
+               if c.test == "hist-chi2"][0] for n in "bcd"}
+    assert res["b"].result == "pass" and res["c"].result == "fail"
+    assert res["d"].result == "fail" and "binning of axis 0 differs" in res["d"].message

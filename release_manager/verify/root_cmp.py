@@ -10,7 +10,6 @@ import uproot
 
 from release_manager.spec.model import CompareRule
 from release_manager.verify.distributions import hist_chi2, hist_check
-from release_manager.verify.fastpath import identical_files
 from release_manager.verify.result import FAIL, PASS, Check
 from release_manager.verify.rules import VerifyUsageError, check_rule_columns, column_rule
 from release_manager.verify.tables import TableCompare
@@ -106,12 +105,13 @@ def _has_cycle_arg(f):
 def _compare(fr, fc, relpath, rule, rules, plots) -> List[Check]:
     orr, occ = _objects(fr), _objects(fc)
     trees_r = {k: c for k, c in orr.items() if c.startswith("TTree") or c.startswith("TNtuple")}
-    hists_r = {k: c for k, c in orr.items() if c.startswith("TH1") or c.startswith("TProfile")}
+    hists_r = {k: c for k, c in orr.items() if c.startswith(("TH1", "TH2", "TH3", "TProfile"))}
     try:
         ref_trees = {k: RootTree(fr[k], relpath, "reference") for k in trees_r}
     except Exception as exc:  # noqa: BLE001
         raise VerifyUsageError(f"{relpath}: cannot read the trees of the reference ROOT file: {exc}") from None
-    check_rule_columns(rule, rules, relpath, [b for t in ref_trees.values() for b in t.names])
+    # rules may name branches and histograms (for their warn/fail limits)
+    check_rule_columns(rule, rules, relpath, [b for t in ref_trees.values() for b in t.names] + list(hists_r))
     checks: List[Check] = []
     missing = [k for k in orr if k not in occ]
     extra = [k for k in occ if k not in orr]
@@ -146,17 +146,22 @@ def _compare(fr, fc, relpath, rule, rules, plots) -> List[Check]:
 
 
 def _compare_hist(hr, hc, relpath, name, rule) -> Check:
+    """TH1/TH2/TH3: the binning must agree, then the data-monitoring chi2 over all bins."""
     try:
-        vr, er = hr.values(flow=False), hr.variances(flow=False)
-        vc, ec = hc.values(flow=False), hc.variances(flow=False)
-        edges_r, edges_c = hr.axis().edges(), hc.axis().edges()
+        vr, er = hr.values(flow=False).ravel(), hr.variances(flow=False).ravel()
+        vc, ec = hc.values(flow=False).ravel(), hc.variances(flow=False).ravel()
+        axes_r = [ax.edges() for ax in hr.axes]
+        axes_c = [ax.edges() for ax in hc.axes]
     except Exception as exc:  # noqa: BLE001
         raise VerifyUsageError(f"{relpath}: cannot read histogram {name}: {exc}") from None
-    if len(edges_r) != len(edges_c) or not np.allclose(edges_r, edges_c):
-        return Check(relpath, "hist-chi2", FAIL, name, "", f"{name}: binning differs "
-                     f"({len(edges_r) - 1} bins [{edges_r[0]:g}, {edges_r[-1]:g}] vs "
-                     f"{len(edges_c) - 1} bins [{edges_c[0]:g}, {edges_c[-1]:g}])")
+    for i, (edges_r, edges_c) in enumerate(zip(axes_r, axes_c)):
+        if len(edges_r) != len(edges_c) or not np.allclose(edges_r, edges_c):
+            return Check(relpath, "hist-chi2", FAIL, name, "", f"{name}: binning of axis {i} differs "
+                         f"({len(edges_r) - 1} bins [{edges_r[0]:g}, {edges_r[-1]:g}] vs "
+                         f"{len(edges_c) - 1} bins [{edges_c[0]:g}, {edges_c[-1]:g}])")
+    if len(axes_r) != len(axes_c):
+        return Check(relpath, "hist-chi2", FAIL, name, "", f"{name}: {len(axes_r)} vs {len(axes_c)} axes")
     cr = column_rule(rule, name)
     warn, fail = (cr.warn_below, cr.fail_below) if cr else (0.05, 0.01)
     h = hist_chi2(vr, vc, er, ec, min_entries=rule.min_entries)
-    return hist_check(relpath, name, "", "hist-chi2", h, warn, fail, edges_r)
+    return hist_check(relpath, name, "", "hist-chi2", h, warn, fail, axes_r[0] if len(axes_r) == 1 else None)
