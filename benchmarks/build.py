@@ -150,6 +150,8 @@ def main():
         rows.append(("rebuild after a one-file change (runtime)", t_one, "cold build, no layer cache (runtime)", t_cold))
 
         print()
+        print(f"load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores "
+              "(other builds on the engine inflate every figure)")
         print(f"{'measured':58} {'s':>7}   {'baseline':48} {'s':>7}  ratio")
         for name, t, base, tb in rows:
             print(f"{name:58} {t:7.2f}   {base:48} {tb:7.2f}  {t / tb:5.2f}")
