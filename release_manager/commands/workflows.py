@@ -88,6 +88,8 @@ def register(main):
         from release_manager.workflows.promote import retire
         report = retire(_ctx(settings, _echo_for(as_json)), package, tag, by, reason, dry_run=dry_run)
         _out(report, as_json)
+        if not as_json:
+            click.echo(f"retire {package} {tag}: {report['status']}: {len(report['images'])} image(s)")
 
     @main.command("debug-build")
     @click.argument("package")

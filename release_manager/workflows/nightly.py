@@ -128,7 +128,7 @@ def run_nightly(ctx: Context, package: str, day: Optional[dt.date] = None, verif
         elif r.variant not in verification.VERIFIABLE:
             v = verification.Verdict("not-applicable", f"the {r.variant} variant carries no software to verify")
         else:
-            workdir = (report_dir or ctx.settings.results_dir / package / "nightly" / day.strftime("%Y%m%d")) / r.target
+            workdir = (report_dir or _report_dir(ctx, package, day)) / r.target
             image = verification.ensure_local(ctx, r.repository, r.digest)
             v = verification.verify_image(ctx, package, image, workdir)
         item.update(verdict=v.verdict, verify_reason=v.reason or None, verify_report=v.report)
@@ -160,6 +160,15 @@ def run_nightly(ctx: Context, package: str, day: Optional[dt.date] = None, verif
                          f"built and tagged; verification not run for {', '.join(not_run)}: aliases not moved")
     write_summary(ctx, "nightly", package, report)
     return report
+
+
+def _report_dir(ctx: Context, package: str, day: dt.date) -> Path:
+    """Verification reports: under Jenkins in $WORKSPACE/reports (the nightly job collects reports/**/*.xml
+    as JUnit), else <data_dir>/results/<package>/nightly/<YYYYMMDD>."""
+    import os
+    if os.environ.get("WORKSPACE") and os.environ.get("JENKINS_URL"):
+        return Path(os.environ["WORKSPACE"]) / "reports" / "nightly"
+    return ctx.settings.results_dir / package / "nightly" / day.strftime("%Y%m%d")
 
 
 def _fail(ctx, package, report, message, t0):
