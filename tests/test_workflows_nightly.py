@@ -113,6 +113,26 @@ def test_failed_nightly_notifies_and_writes_a_summary(wf_settings, api, wf_db, t
     assert rows and all(r["status"] == "failed" for r in rows)     # the failure is recorded
 
 
+def test_nightly_without_verification_tags_but_moves_no_alias(wf_settings, api, wf_db, tmp_path, demo_repo):
+    name = f"wf{uuid.uuid4().hex[:6]}"
+    repo, specs = own_package(tmp_path, demo_repo, name)
+    y = next(iter(specs.packages.values())).path
+    text = y.read_text().replace('host_prefix: "{data_dir}/host-build/evtselect"',
+                                 'host_prefix: "{data_dir}/no-such-host-build"')
+    y.write_text(text.replace("variants: [runtime, debug, full]}", "variants: [runtime]}"))
+    from release_manager.spec import load_specs
+    ctx = make_ctx(wf_settings, load_specs(y.parent), api, wf_db)
+    rep = run_nightly(ctx, name, DAY_A)
+    assert rep["status"] == "unverified"
+    [item] = rep["images"]
+    assert item["verdict"] == "not-run" and "reference host build missing" in item["verify_reason"]
+    r = reg(wf_settings)
+    assert r.manifest_digest(f"fermi-lat/{name}", "nightly-20261001-runtime") == item["digest"]
+    assert r.manifest_digest(f"fermi-lat/{name}", "nightly-runtime") is None
+    [row] = image_rows(ctx, name)
+    assert row["status"] == "pushed" and row["verdict"] is None
+
+
 def test_gc_dry_run_then_gc(ctx, pkg, wf_settings):
     # what must survive: A's runtime promoted; B everything (newest, aliases)
     promote(ctx, pkg["name"], "nightly-20261001-runtime", "keep-a-runtime", "alice", "pinned for a paper")
