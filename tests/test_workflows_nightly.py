@@ -73,6 +73,15 @@ def test_unchanged_head_is_skipped_quickly_and_recorded(ctx, pkg):
     assert reg(ctx.settings).manifest_digest(pkg["path"], "nightly-20261002-runtime") is None
 
 
+def test_cli_nightly_skip_as_json(pkg, wf_settings, monkeypatch):
+    monkeypatch.setenv("RELMAN_DB_URL", wf_settings.database_url)
+    monkeypatch.setenv("RELMAN_SPECS_DIR", str(next(iter(pkg["specs"].packages.values())).path.parent))
+    r = CliRunner().invoke(main, ["nightly", pkg["name"], "--date", "2026-10-03", "--json"])
+    assert r.exit_code == 0, r.output
+    rep = json.loads(r.stdout)
+    assert rep["status"] == "skipped" and rep["date"] == "2026-10-03" and rep["summary_file"].endswith(".json")
+
+
 def test_new_commit_builds_and_moves_the_aliases(ctx, pkg, wf_settings):
     add_commit(pkg["repo"], "README.md", "\nA later commit for the nightly.\n", "docs: nightly test",
                "2026-11-19T10:00:00+00:00")
