@@ -74,6 +74,12 @@ def main():
             print(f"{what:40} {t:8.2f}   {base:36} {'' if bt is None else f'{bt:8.2f}'}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
+        from release_manager.config import load_settings
+        from release_manager.registry import Registry
+        settings = load_settings()
+        reg, path = Registry(settings.registry), f"{settings.namespace}/{name}"
+        for d in {reg.manifest_digest(path, t) for t in reg.tags(path)} - {None}:
+            reg.delete_manifest(path, d)
 
 
 if __name__ == "__main__":

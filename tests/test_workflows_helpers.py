@@ -63,6 +63,23 @@ def own_package(tmp_path: Path, demo_repo: Path, name: str):
     return repo, load_specs(d)
 
 
+def drop_repository(settings, path: str, api=None) -> None:
+    """Delete every manifest of a registry repository a test made, and with `api` the package's local images
+    (keeps the shared registry and engine small; the layers the cache needs stay)."""
+    from release_manager.registry import Registry
+    reg = Registry(settings.registry)
+    digests = {reg.manifest_digest(path, t) for t in reg.tags(path)} - {None}
+    for d in digests:
+        reg.delete_manifest(path, d)
+    if api is not None:
+        import docker.errors
+        for img in api.images(filters={"label": f"relman.package={path.rsplit('/', 1)[1]}"}):
+            try:
+                api.remove_image(img["Id"], force=True, noprune=True)
+            except docker.errors.APIError:
+                pass
+
+
 class _Hook(BaseHTTPRequestHandler):
     received: list = []
 

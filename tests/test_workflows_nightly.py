@@ -11,7 +11,8 @@ import uuid
 import pytest
 from click.testing import CliRunner
 
-from test_workflows_helpers import host_reference, make_ctx, own_package, webhook, wf_db, wf_settings  # noqa: F401
+from test_workflows_helpers import (drop_repository, host_reference, make_ctx, own_package, webhook,  # noqa: F401
+                                    wf_db, wf_settings)
 
 from release_manager import tags
 from release_manager.cli import main
@@ -28,10 +29,11 @@ STATE = {}
 
 
 @pytest.fixture(scope="module")
-def pkg(tmp_path_factory, demo_repo):
+def pkg(tmp_path_factory, demo_repo, settings, api):
     name = f"wf{uuid.uuid4().hex[:6]}"
     repo, specs = own_package(tmp_path_factory.mktemp("pkg"), demo_repo, name)
-    return {"name": name, "repo": repo, "specs": specs, "path": f"fermi-lat/{name}"}
+    yield {"name": name, "repo": repo, "specs": specs, "path": f"fermi-lat/{name}"}
+    drop_repository(settings, f"fermi-lat/{name}", api)
 
 
 @pytest.fixture
@@ -140,6 +142,7 @@ def test_nightly_without_verification_tags_but_moves_no_alias(wf_settings, api, 
     assert r.manifest_digest(f"fermi-lat/{name}", "nightly-runtime") is None
     [row] = image_rows(ctx, name)
     assert row["status"] == "pushed" and row["verdict"] is None
+    drop_repository(wf_settings, f"fermi-lat/{name}", api)
 
 
 def test_gc_dry_run_then_gc(ctx, pkg, wf_settings):

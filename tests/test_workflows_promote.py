@@ -39,8 +39,15 @@ def recorded(wf_settings, specs, api, wf_db, demo_build, host_reference, tmp_pat
 
 
 @pytest.fixture
-def name():
-    return f"wf{uuid.uuid4().hex[:8]}"
+def name(wf_settings):
+    """A fresh promoted-tag name; the tags made with it leave the shared registry afterwards."""
+    n = f"wf{uuid.uuid4().hex[:8]}"
+    yield n
+    from release_manager.workflows.common import untag
+    r = reg(wf_settings)
+    for t in r.tags(REPO):
+        if t.startswith(n):
+            untag(r, REPO, t)
 
 
 def reg(settings):
