@@ -65,9 +65,15 @@ class BuildResult:
 
 def build_key(dockerfile: str, support: Dict[str, str], spec_hash: str, revision: Revision,
               base_digest: str, target: Target) -> str:
-    """Everything that decides an image's content: cheap (the git tree id stands for every source file)."""
+    """Everything that decides an image's content, cheaply (the git tree id stands for every source file).
+
+    The ref and version are in too: they are the image's provenance labels, so the same commit
+    built for tag v1.1.0 and for a nightly of main gives two images (sharing every layer), each
+    labelled truthfully, never one image whose labels name the other ref.
+    """
     h = hashlib.sha256()
-    for part in (dockerfile, spec_hash, revision.tree, base_digest, target.name):
+    for part in (dockerfile, spec_hash, revision.tree, revision.commit, revision.ref, revision.version,
+                 revision.url, base_digest, target.name):
         h.update(part.encode())
         h.update(b"\0")
     for rel in sorted(support):
@@ -201,7 +207,10 @@ class Builder:
     def _find_existing(self, repository: str, key: str, target: Target, registry: Optional[Registry]):
         # Stages built on the way to another target carry that build's key too: only an image whose
         # own variant (and component) labels match is the one the key stands for.
-        for img in self.api.images(filters={"label": f"relman.build-key={key}", "dangling": False}):
+        # newest first: after a --no-cache rebuild, runtime and debug of the latest build belong together
+        candidates = sorted(self.api.images(filters={"label": f"relman.build-key={key}", "dangling": False}),
+                            key=lambda i: i.get("Created", 0), reverse=True)
+        for img in candidates:
             labels = img.get("Labels") or {}
             if labels.get("relman.variant") == target.variant and \
                     labels.get("relman.component", "") == (target.component.name if target.component else ""):

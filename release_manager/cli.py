@@ -172,14 +172,15 @@ register_all(main)
 
 
 @demo.command("run")
-@click.option("--ref", default="v1.1.0", help="demo release to build")
 @click.option("--input", "input_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="FT1 file to select from (default: ../shared/data/fermi/ft1/3fhl-gc-events.fits.gz)")
 @click.pass_obj
-def demo_run(settings, ref, input_file):
-    """The main job on embedded defaults: demo repo, render, build every variant, push, run evtselect."""
+def demo_run(settings, input_file):
+    """The main job on embedded defaults: the demo package's nightly (build, verify, push, record), then a run."""
     from release_manager.demo import run_demo
-    run_demo(settings, _specs(settings), ref, input_file, echo=_progress())
+    report = run_demo(settings, _specs(settings), input_file, echo=_progress())
+    if report.get("status") not in ("passed", "skipped"):
+        raise RelmanError(f"the demo nightly ended {report.get('status')}: {report.get('message', '')}")
 
 
 def run():  # pragma: no cover

@@ -89,39 +89,58 @@ def host_build(repo_path: Path, ref: str, prefix: Path, echo=print) -> Path:
     return prefix / "bin" / "evtselect"
 
 
-def run_demo(settings, specs, ref: str, input_file=None, echo=print) -> None:
-    """Render, build (all variants, checked, pushed) and run the demo package; print a summary table."""
-    from release_manager import engine
-    from release_manager.build import Builder
-    from release_manager.plan import make_plan
-    from release_manager.render import render_package, write_files
+def run_demo(settings, specs, input_file=None, echo=print) -> dict:
+    """The main job on embedded defaults: the nightly of the demo package, then a run of its image.
+
+    Demo repository, release database (SQLite, migrated), the bare-metal reference build, then
+    `relman nightly evtselect` (build every variant, check, push, tag, verify against the host
+    build, record, move the aliases), then evtselect from the verified runtime image, pulled by
+    digest, on real events, and a closing summary table.
+    """
+    from release_manager import engine, tags
+    from release_manager.db import migrate
+    from release_manager.db.connection import for_settings
+    from release_manager.workflows.common import Context
+    from release_manager.workflows.nightly import run_nightly
 
     input_file = Path(input_file or PROJECT_ROOT.parent / "shared" / "data" / "fermi" / "ft1" / "3fhl-gc-events.fits.gz")
     if not input_file.is_file():
         raise RelmanError(f"demo input {input_file} not found (pass --input FILE)")
-    init_repo(settings.data_dir / "repos" / "evtselect", echo=echo)
-    out = settings.data_dir / "rendered" / "evtselect"
-    write_files(render_package(make_plan(specs, "evtselect"), settings.registry, settings.namespace), out)
-    echo(f"rendered Dockerfile and Apptainer definitions into {out}")
-    builder = Builder(settings, specs, echo=echo)
-    results = builder.build("evtselect", ref, push=True)
-    runtime = next(r for r in results if r.variant == "runtime")
-    work = settings.data_dir / "demo-output"
-    work.mkdir(parents=True, exist_ok=True)
-    os.chmod(work, 0o777)  # the image runs as the non-root user sas
-    rc, log = engine.run(builder.api, f"{runtime.repository}@{runtime.digest}",
-                         ["evtselect", "infile=/inputs/ft1.fits.gz", "outfile=/outputs/selected.fits",
-                          "emin=20000", "emax=300000", "zmax=90"], user="sas",
-                         binds={str(input_file.resolve()): {"bind": "/inputs/ft1.fits.gz", "mode": "ro"},
-                                str(work): {"bind": "/outputs", "mode": "rw"}})
-    if rc != 0:
-        raise RelmanError(f"evtselect failed in {runtime.repository}@{runtime.digest}:\n{log}")
-    echo(log.strip())
+    repo = settings.data_dir / "repos" / "evtselect"
+    init_repo(repo, echo=echo)
+    db = for_settings(settings)
+    after = migrate.upgrade(db)
+    echo(f"release database {db.masked_url} at migration {after.current}")
+    host_build(repo, "main", settings.data_dir / "host-build" / "evtselect", echo=echo)
+    ctx = Context(settings, specs, echo=echo)
+    report = run_nightly(ctx, "evtselect")
+    runtime = next((i for i in report.get("images", []) if i["variant"] == "runtime"), None)
+    selected = None
+    if runtime and runtime.get("digest"):
+        work = settings.data_dir / "demo-output"
+        work.mkdir(parents=True, exist_ok=True)
+        os.chmod(work, 0o777)  # the image runs as the non-root user sas
+        ref = f"{tags.repository(settings.registry, settings.namespace, 'evtselect')}@{runtime['digest']}"
+        api = ctx.engine()
+        rc, log = engine.run(api, ref, ["evtselect", "infile=/inputs/ft1.fits.gz", "outfile=/outputs/selected.fits",
+                                        "emin=20000", "emax=300000", "zmax=90"], user="sas",
+                             binds={str(input_file.resolve()): {"bind": "/inputs/ft1.fits.gz", "mode": "ro"},
+                                    str(work): {"bind": "/outputs", "mode": "rw"}})
+        if rc != 0:
+            raise RelmanError(f"evtselect failed in {ref}:\n{log}")
+        echo(log.strip())
+        selected = work / "selected.fits"
     echo("")
-    echo(f"{'variant':10} {'status':8} {'size':>8}  {'checks':7} image")
-    for r in results:
-        ok = sum(1 for c in r.checks if c["ok"])
-        checks = f"{ok}/{len(r.checks)}" if r.status == "built" else "earlier"  # a skipped image was checked when built
-        echo(f"{r.variant:10} {r.status:8} {r.size / 1e6 if r.size else 0:>6.0f}MB  {checks:7} "
-             f"{r.repository}:{r.tags[0]}@{(r.digest or '')[:19]}")
-    echo(f"selected events: {work / 'selected.fits'}; results: {settings.results_dir / 'evtselect'}")
+    echo(f"nightly evtselect: {report['status']}: {report.get('message', '')}")
+    images = report.get("images", [])
+    if images:
+        echo(f"{'variant':9} {'build':10} {'verdict':15} {'alias':22} digest")
+        for i in images:
+            alias = (i.get("alias") or "-").rsplit(":", 1)[-1]
+            # a skipped nightly lists the recorded images with their database status
+            build = i.get("build") or i.get("status", "-")
+            echo(f"{i['variant']:9} {build:10} {i.get('verdict', '-'):15} {alias:22} {(i.get('digest') or '')[:19]}")
+    if selected:
+        echo(f"selected events: {selected}")
+    echo(f"results and reports: {settings.results_dir / 'evtselect'}; database: {db.masked_url}")
+    return report

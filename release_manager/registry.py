@@ -127,7 +127,7 @@ class Registry:
         return sorted(r.json().get("tags") or [])
 
     def catalog(self) -> List[str]:
-        r = self._request("GET", "_catalog?n=10000")
+        r = self._request("GET", "_catalog?n=1000")  # Distribution refuses larger pages
         return sorted(r.json().get("repositories") or []) if r.status_code == 200 else []
 
     def delete_manifest(self, repo: str, digest: str) -> bool:

@@ -42,7 +42,10 @@ def test_runtime_image_matches_host_build(settings, demo_build, host_reference, 
     assert sides["image"]["exit_code"] == 0 and sides["image"]["wall_seconds"] > 0
     assert sides["image"]["peak_memory_bytes"] and sides["reference"]["peak_memory_bytes"]
     assert (report / "outputs" / "image" / "selected.fits").stat().st_uid == 1000    # written by user sas
-    assert {c["column"] for c in summary["checks"] if c["hdu"] == "EVENTS"} >= {"ENERGY", "RUN_ID"}
+    # evtselect's CHECKSUM comment carries the second it was written: runs in the same second give
+    # byte-identical files (the shortcut), otherwise the columns are compared one by one
+    whole_file = [c for c in summary["checks"] if c["test"] == "bytes" and not c["hdu"] and c["result"] == "pass"]
+    assert whole_file or {c["column"] for c in summary["checks"] if c["hdu"] == "EVENTS"} >= {"ENERGY", "RUN_ID"}
     assert (report / "junit.xml").exists() and (report / "report.html").exists()
 
 

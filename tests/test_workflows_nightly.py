@@ -148,11 +148,12 @@ def test_nightly_without_verification_tags_but_moves_no_alias(wf_settings, api, 
 def test_gc_dry_run_then_gc(ctx, pkg, wf_settings):
     # what must survive: A's runtime promoted; B everything (newest, aliases)
     promote(ctx, pkg["name"], "nightly-20261001-runtime", "keep-a-runtime", "alice", "pinned for a paper")
-    # an expired debug build on top of B (same keys: no build), and an old failed build
+    # an expired debug build of B's commit (its own images: the ref is part of the build key, so
+    # labels never name another ref), and an old failed build
     from release_manager.workflows.debug import debug_build
     sha = STATE["commit_b"][:12]
     dbg = debug_build(ctx, pkg["name"], sha, "dave", ttl=1)
-    assert dbg["digest"] == STATE["b"]["debug"]
+    assert dbg["digest"] and dbg["digest"] != STATE["b"]["debug"]
     record_result(ctx, {"package": pkg["name"], "ref": "main", "commit": STATE["commit_b"], "variant": "runtime",
                         "target": "runtime", "build_key": "f" * 64, "repository": f"{wf_settings.registry}/{pkg['path']}",
                         "tags": [], "status": "failed", "started": "2026-11-01T03:00:00Z", "message": "make failed"})
@@ -165,7 +166,8 @@ def test_gc_dry_run_then_gc(ctx, pkg, wf_settings):
     dry = collect(ctx, dry_run=True, package=pkg["name"], today=TODAY, conf=conf, now=later)
     assert set(r.tags(pkg["path"])) == tags_before
     assert {x["id"]: x["status"] for x in image_rows(ctx, pkg["name"])} == status_before
-    assert {d["digest"] for d in dry["deleted_manifests"]} == {STATE["a"]["debug"], STATE["a"]["full"]}
+    expired_debug = {i["digest"] for i in dbg["images"]}       # the expired request's debug and runtime
+    assert {d["digest"] for d in dry["deleted_manifests"]} == {STATE["a"]["debug"], STATE["a"]["full"]} | expired_debug
     assert f"{wf_settings.registry}/{pkg['path']}:nightly-20261001-runtime" in {t["tag"] for t in dry["removed_tags"]}
     assert any(k["digest"] == STATE["a"]["runtime"] and "promoted" in k["why"] for k in dry["kept"])
     assert [e["requester"] for e in dry["expired_requests"]] == ["dave"]

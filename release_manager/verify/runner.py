@@ -270,8 +270,10 @@ def ensure_image(api, image: str) -> str:
     except docker.errors.ImageNotFound:
         pass
     try:
-        repo, _, tag = image.rpartition(":") if ":" in image.rsplit("/", 1)[-1] else (image, "", "latest")
-        api.pull(repo, tag=tag)
+        # the engine takes the whole reference: repo:tag or repo@sha256:digest
+        for item in api.pull(image, stream=True, decode=True):
+            if "error" in item:
+                raise VerifyUsageError(f"image {image} is neither here nor pullable: {item['error']}")
         return api.inspect_image(image)["Id"]
     except docker.errors.APIError as exc:
         raise VerifyUsageError(f"image {image} is neither here nor pullable: {exc.explanation or exc}") from None
