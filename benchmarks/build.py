@@ -141,7 +141,7 @@ def main():
             print(rows[-1], flush=True)
 
         # 3. sizes
-        full = b.build("evtselect", "v1.1.0", ["runtime", "debug", "full"])
+        full = b.build("evtselect", "v1.1.0", ["runtime", "debug", "full"], force=True)  # local images, sizes known
         by = {r.variant: r for r in full}
         ratio = by["runtime"].size / by["full"].size
         extra = len(by["debug"].layers) - len(by["runtime"].layers)

@@ -9,7 +9,7 @@ import hashlib
 import json
 import os
 import socket
-import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -148,7 +148,7 @@ class Builder:
             "RELMAN_REF_NAME": revision.ref, "RELMAN_CREATED": created, "RELMAN_BASE_DIGEST": base_digest,
             "RELMAN_BUILDER_HOST": self.host, "RELMAN_BUILD_URL": self.settings.build_url or "none",
         }
-        context: Optional[bytes] = None
+        context = None  # a temporary file: a GlastRelease-sized context must not sit in memory
         results: List[BuildResult] = []
         runtime_layers = None
         for t in targets:
@@ -165,9 +165,10 @@ class Builder:
                     self._skip(plan, res, existing, repository)
                 else:
                     if context is None:
-                        buf, nfiles = build_context(repo, revision.commit, {"Dockerfile": dockerfile, **support})
-                        context = buf.getvalue()
-                        self.echo(f"context: {nfiles} file(s), {len(context) / 1e6:.1f} MB, commit {revision.commit[:12]}")
+                        context, nfiles = build_context(repo, revision.commit, {"Dockerfile": dockerfile, **support},
+                                                        out=tempfile.TemporaryFile(dir=self._tmp_dir()))
+                        size = context.seek(0, os.SEEK_END)
+                        self.echo(f"context: {nfiles} file(s), {size / 1e6:.1f} MB, commit {revision.commit[:12]}")
                     self._build_one(plan, t, res, context, {**build_args, "RELMAN_BUILD_KEY": key}, repository,
                                     no_cache)
                     res.checks = [c.as_dict() for c in self._check(plan, t, res, runtime_layers)]
@@ -190,6 +191,8 @@ class Builder:
             res.duration = round(time.monotonic() - t0, 3)
             self._write_result(res)
             results.append(res)
+        if context is not None:
+            context.close()
         return results
 
     def _targets(self, plan: ImagePlan, variants: Optional[List[str]]) -> List[Target]:
@@ -248,14 +251,15 @@ class Builder:
             res.message = f"build key {res.build_key[:12]} already in the registry as {res.digest}: skipped"
         self.echo(f"{res.target}: {res.message}")
 
-    def _build_one(self, plan: ImagePlan, t: Target, res: BuildResult, context: bytes, args: Dict[str, str],
+    def _build_one(self, plan: ImagePlan, t: Target, res: BuildResult, context, args: Dict[str, str],
                    repository: str, no_cache: bool = False):
         self.echo(f"--- building {plan.name} {t.name} from {res.ref} ({res.commit[:12]}), key {res.build_key[:12]}")
         log: List[str] = []
         step = "(before the first step)"
         image_id = None
         try:
-            stream = self.api.build(fileobj=_Reader(context), custom_context=True, target=t.name, buildargs=args,
+            context.seek(0)  # the same context serves every target of this run
+            stream = self.api.build(fileobj=context, custom_context=True, target=t.name, buildargs=args,
                                     decode=True, rm=True, forcerm=True, pull=False, nocache=no_cache)
             for item in stream:
                 if "stream" in item:
@@ -363,6 +367,11 @@ class Builder:
             self.echo(f"pushed {repository}:{tag} {digest}")
         res.pushed = True
 
+    def _tmp_dir(self) -> Path:
+        d = self.settings.data_dir / "tmp"
+        d.mkdir(parents=True, exist_ok=True)
+        return d
+
     def _manifest_path(self, res: BuildResult) -> Path:
         # keyed by build key: the same image has the same packages whatever ref it was built for
         return self.settings.results_dir / "manifests" / f"{res.build_key}.packages.json"
@@ -372,17 +381,6 @@ class Builder:
 
     def _write_result(self, res: BuildResult):
         _write_json(self._result_dir(res) / f"{res.target}.json", res.as_dict())
-
-
-class _Reader:
-    """A file object over bytes that the SDK streams as the build context (reusable across targets)."""
-
-    def __init__(self, data: bytes):
-        import io
-        self._f = io.BytesIO(data)
-
-    def read(self, n=-1):
-        return self._f.read(n)
 
 
 def _write_json(path: Path, obj) -> None:

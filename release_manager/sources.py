@@ -103,14 +103,16 @@ class SourceRepo:
                 tar.addfile(_info(path, tarfile.DIRTYPE, 0o755))
             elif item.type == "blob":
                 mode = item.mode
+                # one object-store read gives size and content (item.size would ask git a second time)
+                stream = self.repo.odb.stream(item.binsha)
                 if mode == 0o120000:  # symlink: the blob holds the target
                     ti = _info(path, tarfile.SYMTYPE, 0o777)
-                    ti.linkname = item.data_stream.read().decode()
+                    ti.linkname = stream.read().decode()
                     tar.addfile(ti)
                 else:
                     ti = _info(path, tarfile.REGTYPE, 0o755 if mode & 0o111 else 0o644)
-                    ti.size = item.size
-                    tar.addfile(ti, item.data_stream)
+                    ti.size = stream.size
+                    tar.addfile(ti, stream)
                 n += 1
             # submodules (type 'submodule') are not part of the tree's content
         return n
