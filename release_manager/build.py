@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
 import docker.errors
+import requests
+import urllib3.exceptions
 
 from release_manager import engine, tags
-from release_manager.checks import CheckResult, check_image
-from release_manager.errors import BuildError, RegistryError, UsageError
+from release_manager.errors import BuildError, EngineLost, RegistryError, UsageError
 from release_manager.plan import ImagePlan, Target, make_plan, package_query_command
 from release_manager.registry import Registry, load_credentials
 from release_manager.render import render_dockerfile, support_files
@@ -28,6 +29,17 @@ from release_manager.spec.model import is_placeholder
 
 LOG_TAIL = 25
 Echo = Callable[[str], None]
+# What the SDK raises when the engine's socket goes away (dockerd killed or restarted): not an APIError
+# (an answer), but the connection itself failing, often in the middle of a streamed build or push.
+ENGINE_GONE = (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError,
+               urllib3.exceptions.ProtocolError, ConnectionError)
+
+
+def engine_lost(what: str, exc: BaseException, where: str = "") -> EngineLost:
+    first = (str(exc).strip().splitlines() or [""])[0][:200]
+    return EngineLost(f"{what}: the Docker engine went away{' ' + where if where else ''} "
+                      f"({exc.__class__.__name__}: {first}); nothing of this build was pushed or recorded as "
+                      f"pushed. {engine.START_HINT[0].upper()}{engine.START_HINT[1:]}, then run the build again")
 
 
 @dataclass
@@ -179,14 +191,17 @@ class Builder:
                     runtime_layers = [layer["digest"] for layer in res.layers]
                 if push and not res.pushed:
                     self._push(res, repository, registry)
-            except (BuildError, RegistryError) as exc:
+            except (BuildError, RegistryError, *ENGINE_GONE) as exc:
+                err = exc if isinstance(exc, (BuildError, RegistryError)) else engine_lost(f"{plan.name} {t.name}", exc)
                 res.status = "failed"
-                res.message = str(exc)
+                res.message = str(err)
                 res.finished = _utcnow()
                 res.duration = round(time.monotonic() - t0, 3)
                 self._write_result(res)
                 results.append(res)
-                raise
+                if err is exc:
+                    raise
+                raise err from None
             res.finished = _utcnow()
             res.duration = round(time.monotonic() - t0, 3)
             self._write_result(res)
@@ -278,7 +293,13 @@ class Builder:
                                      f"  last lines of the log:\n    {tail}")
         except docker.errors.APIError as exc:
             raise BuildError(f"{plan.name} {t.name}: the engine refused the build: {exc.explanation or exc}") from None
+        except ENGINE_GONE as exc:
+            raise engine_lost(f"{plan.name} {t.name}", exc, f"during the build, at {step}") from None
         if not image_id:
+            try:
+                self.api.ping()
+            except (docker.errors.DockerException, *ENGINE_GONE) as exc:
+                raise engine_lost(f"{plan.name} {t.name}", exc, f"during the build, at {step}") from None
             raise BuildError(f"{plan.name} {t.name}: the build stream ended without an image id")
         res.image_id = image_id
         self._describe(res)
@@ -300,7 +321,8 @@ class Builder:
         sizes = made if len(made) == len(diff_ids) else [None] * len(diff_ids)
         res.layers = [{"digest": d, "size": s} for d, s in zip(diff_ids, sizes)]
 
-    def _check(self, plan, t, res, runtime_layers) -> List[CheckResult]:
+    def _check(self, plan, t, res, runtime_layers):
+        from release_manager.checks import check_image  # ELF parsing is needed only after a real build
         layers = [layer["digest"] for layer in res.layers]
         results = check_image(self.api, plan, t, res.image_id, runtime_layers, layers)
         for c in results:
@@ -353,8 +375,9 @@ class Builder:
             try:
                 for item in self.api.push(repository, tag=tag, stream=True, decode=True, auth_config=auth):
                     if "error" in item or "errorDetail" in item:
-                        raise RegistryError(f"push of {repository}:{tag} failed: "
-                                            f"{item.get('error') or item['errorDetail'].get('message')}")
+                        detail = item.get("error") or item["errorDetail"].get("message")
+                        raise RegistryError(f"push of {repository}:{tag} failed: {detail}"
+                                            + self._registry_gone(registry))
                     if "aux" in item and "Digest" in item["aux"]:
                         digest = item["aux"]["Digest"]
             except docker.errors.APIError as exc:
@@ -366,6 +389,17 @@ class Builder:
             res.digest = digest
             self.echo(f"pushed {repository}:{tag} {digest}")
         res.pushed = True
+
+    @staticmethod
+    def _registry_gone(registry: Registry) -> str:
+        """After a failed push: say so when the registry itself stopped answering."""
+        try:
+            requests.get(f"{registry.base}/", timeout=5)        # any answer, even 401, means it is there
+            return ""
+        except requests.RequestException:
+            return (f"\n  the registry {registry.host} stopped answering during the push; start it again "
+                    "(the local ones: `sudo scripts/local-stack up`) and run the build again: the image was not "
+                    "recorded as pushed, and a build whose key is already built here is not rebuilt")
 
     def _tmp_dir(self) -> Path:
         d = self.settings.data_dir / "tmp"

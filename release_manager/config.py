@@ -70,6 +70,7 @@ class Settings(BaseSettings):
     docker_timeout: int = Field(3600, description="seconds an engine call (build, push) may take")
     push_retries: int = 3
     db_url: Optional[str] = Field(None, description="SQLAlchemy URL; default sqlite:///<data_dir>/relman.db")
+    db_lock_timeout: float = Field(30.0, gt=0, description="seconds a write waits for a locked database before failing")
     jenkins_url: Optional[str] = None
     jenkins_user: Optional[str] = None
     jenkins_token: Optional[SecretStr] = None

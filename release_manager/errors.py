@@ -29,6 +29,10 @@ class BuildError(RelmanError):
     """A build step failed or an image check failed."""
 
 
+class EngineLost(BuildError, EngineError):
+    """The Docker engine went away in the middle of a build or push (a BuildError: the build failed)."""
+
+
 class RegistryError(RelmanError):
     """The registry is unreachable, refused a request or answered inconsistently."""
 

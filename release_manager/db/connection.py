@@ -6,6 +6,7 @@ file), so callers write plain "look up, else insert" code and still get one row 
 """
 from __future__ import annotations
 
+import os
 import random
 import time
 from contextlib import contextmanager
@@ -20,6 +21,7 @@ from release_manager.errors import RelmanError, UsageError
 
 T = TypeVar("T")
 RETRIES = 12
+LOCK_TIMEOUT = 30.0            # seconds a write waits for a lock another process holds (RELMAN_DB_LOCK_TIMEOUT)
 # The newest migration in migrations/versions (a test keeps the two equal). The schema guard compares
 # alembic_version with it directly, so a command does not pay for importing alembic.
 SCHEMA_HEAD = "0001"
@@ -31,6 +33,22 @@ class DatabaseError(RelmanError):
 
 class SchemaError(DatabaseError):
     """The database is not migrated, behind, or ahead of this relman."""
+
+
+class DatabaseLocked(DatabaseError):
+    """Another process held a lock longer than the lock timeout (RELMAN_DB_LOCK_TIMEOUT)."""
+
+
+def resolve_lock_timeout(value=None) -> float:
+    """Seconds to wait for a lock: the value given, else RELMAN_DB_LOCK_TIMEOUT, else 30."""
+    raw = value if value is not None else os.environ.get("RELMAN_DB_LOCK_TIMEOUT", LOCK_TIMEOUT)
+    try:
+        seconds = float(raw)
+    except (TypeError, ValueError):
+        raise UsageError(f"RELMAN_DB_LOCK_TIMEOUT={raw!r}: expected a number of seconds") from None
+    if not seconds > 0:
+        raise UsageError(f"RELMAN_DB_LOCK_TIMEOUT={raw!r}: expected a number of seconds above 0")
+    return seconds
 
 
 def mask(url) -> str:
@@ -56,15 +74,15 @@ def _sqlite_file(u: URL) -> Optional[Path]:
     return Path(u.database).expanduser() if u.database and u.database != ":memory:" else None
 
 
-def _sqlite_engine(u: URL) -> Engine:
-    engine = create_engine(u, connect_args={"timeout": 60})
+def _sqlite_engine(u: URL, wait: float) -> Engine:
+    engine = create_engine(u, connect_args={"timeout": wait})
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn, record):
         dbapi_conn.isolation_level = None          # we issue BEGIN ourselves (below)
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA foreign_keys=ON")
-        cur.execute("PRAGMA busy_timeout=60000")
+        cur.execute(f"PRAGMA busy_timeout={int(wait * 1000)}")
         if u.database and u.database != ":memory:":
             cur.execute("PRAGMA journal_mode=WAL")
         cur.close()
@@ -77,14 +95,15 @@ def _sqlite_engine(u: URL) -> Engine:
     return engine
 
 
-def _server_engine(u: URL) -> Engine:
+def _server_engine(u: URL, wait: float) -> Engine:
     kw = {"pool_pre_ping": True, "isolation_level": "READ COMMITTED"}
     if u.get_backend_name() in ("mysql", "mariadb"):
         if "charset" not in u.query:
             u = u.update_query_dict({"charset": "utf8mb4"})
-        kw["connect_args"] = {"connect_timeout": 10}
+        kw["connect_args"] = {"connect_timeout": 10,
+                              "init_command": f"SET SESSION innodb_lock_wait_timeout={max(1, round(wait))}"}
     else:
-        kw["connect_args"] = {"connect_timeout": 10}
+        kw["connect_args"] = {"connect_timeout": 10, "options": f"-c lock_timeout={int(wait * 1000)}"}
     return create_engine(u, **kw)
 
 
@@ -102,12 +121,25 @@ def _lost_race(e: exc.DBAPIError) -> bool:
     return "database is locked" in str(orig)
 
 
+def _lock_wait(e: exc.DBAPIError) -> bool:
+    """A lock another session holds, waited for until the timeout: SQLite busy, MariaDB 1205, PostgreSQL 55P03."""
+    orig = getattr(e, "orig", None)
+    if getattr(orig, "pgcode", None) == "55P03":
+        return True
+    args = getattr(orig, "args", ())
+    if args and args[0] == 1205:
+        return True
+    return "database is locked" in str(orig)
+
+
 class Database:
-    def __init__(self, url: str):
+    def __init__(self, url: str, lock_timeout: Optional[float] = None):
         self.url = _parse(url)
         self.masked_url = mask(self.url)
         self.backend = self.url.get_backend_name()
-        self.engine = _sqlite_engine(self.url) if self.backend == "sqlite" else _server_engine(self.url)
+        self.lock_timeout = resolve_lock_timeout(lock_timeout)
+        self.engine = (_sqlite_engine(self.url, self.lock_timeout) if self.backend == "sqlite"
+                       else _server_engine(self.url, self.lock_timeout))
         self._write_engine = self.engine.execution_options(relman_write=True)
         self._reader = sessionmaker(bind=self.engine, expire_on_commit=False)
         self._writer = sessionmaker(bind=self._write_engine, expire_on_commit=False)
@@ -119,7 +151,15 @@ class Database:
 
     # ------------------------------------------------------------------ connections
 
+    def _locked(self, waited: float) -> DatabaseLocked:
+        return DatabaseLocked(
+            f"the database {self.masked_url} is locked: another process holds a lock on it and did not release it "
+            f"within {waited:.0f} s (RELMAN_DB_LOCK_TIMEOUT={self.lock_timeout:g}). Nothing was written; find the "
+            "process holding it (SQLite: `fuser` on the file; servers: their process list) or run again later")
+
     def _unreachable(self, e: Exception) -> DatabaseError:
+        if isinstance(e, exc.DBAPIError) and _lock_wait(e):
+            return self._locked(self.lock_timeout)
         reason = str(getattr(e, "orig", None) or e).strip().splitlines()[0]
         if self.url.password:
             reason = reason.replace(str(self.url.password), "***")
@@ -193,12 +233,16 @@ class Database:
     def write(self, fn: Callable[[Session], T], retries: int = RETRIES) -> T:
         """fn(session) in one transaction, committed at the end; run again from the start when it lost a race."""
         self.require_schema()
+        t0 = time.monotonic()
         for attempt in range(retries):
             s = self._writer()
             try:
                 with s.begin():
                     return fn(s)
             except exc.DBAPIError as e:
+                waited = time.monotonic() - t0
+                if _lock_wait(e) and (waited >= self.lock_timeout or attempt + 1 >= retries):
+                    raise self._locked(waited) from None   # the driver already waited: do not wait again
                 if attempt + 1 < retries and _lost_race(e):
                     self.races_lost += 1
                     time.sleep(random.uniform(0.005, 0.05) * (attempt + 1))
@@ -218,12 +262,13 @@ class Database:
 _cache: dict = {}
 
 
-def connect(url: str, fresh: bool = False) -> Database:
-    """The Database for `url` (one engine per URL and process)."""
-    if fresh or url not in _cache:
-        _cache[url] = Database(url)
-    return _cache[url]
+def connect(url: str, fresh: bool = False, lock_timeout: Optional[float] = None) -> Database:
+    """The Database for `url` (one engine per URL, lock timeout and process)."""
+    key = (url, resolve_lock_timeout(lock_timeout))
+    if fresh or key not in _cache:
+        _cache[key] = Database(url, key[1])
+    return _cache[key]
 
 
 def for_settings(settings) -> Database:
-    return connect(settings.database_url)
+    return connect(settings.database_url, lock_timeout=getattr(settings, "db_lock_timeout", None))
