@@ -223,16 +223,18 @@ class Builder:
             return None
 
     def _find_existing(self, repository: str, key: str, target: Target, registry: Optional[Registry]):
-        # Stages built on the way to another target carry that build's key too: only an image whose
-        # own variant (and component) labels match is the one the key stands for.
-        # newest first: after a --no-cache rebuild, runtime and debug of the latest build belong together
-        candidates = sorted(self.api.images(filters={"label": f"relman.build-key={key}", "dangling": False}),
-                            key=lambda i: i.get("Created", 0), reverse=True)
-        for img in candidates:
-            labels = img.get("Labels") or {}
-            if labels.get("relman.variant") == target.variant and \
+        # Every build is tagged bk-<key> here: one inspect, however many images the engine holds
+        # (a label-filtered image list costs half a second on a busy builder). Labels must match too:
+        # a stage built on the way to another target never carries this tag.
+        try:
+            info = self.api.inspect_image(f"{repository}:{tags.key_tag(key)}")
+        except docker.errors.ImageNotFound:
+            info = None
+        if info:
+            labels = info["Config"].get("Labels") or {}
+            if labels.get("relman.build-key") == key and labels.get("relman.variant") == target.variant and \
                     labels.get("relman.component", "") == (target.component.name if target.component else ""):
-                return {"where": "local", "image_id": img["Id"]}
+                return {"where": "local", "image_id": info["Id"]}
         if registry is not None:
             try:
                 digest = registry.manifest_digest(repository.split("/", 1)[1], tags.key_tag(key))
