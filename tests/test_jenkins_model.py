@@ -24,7 +24,7 @@ def test_jobs_per_package():
         spec = ls.spec
         have = {j.name for j in JS.jobs if j.folder == name}
         want = {f"build-{v}" for v in spec.variants} | {f"build-component-{c.name}" for c in spec.components}
-        want |= {"promote"} | ({"debug-build"} if "debug" in spec.variants else set())
+        want |= {"promote", "maintenance"} | ({"debug-build"} if "debug" in spec.variants else set())
         want |= {"nightly"} if spec.jenkins.nightly else set()
         assert have == want, name
         label = SPECS.platforms[spec.build_platform].builder_label
@@ -203,3 +203,11 @@ def test_normalize_ignores_server_noise():
     server = server.replace("<disabled>false</disabled>", "<disabled>true</disabled>").replace("\n", "\r\n")
     assert normalize_xml(server) == normalize_xml(cfg)
     assert normalize_xml(cfg.replace("<numToKeep>30<", "<numToKeep>31<")) != normalize_xml(cfg)
+
+
+def test_maintenance_job_runs_gc_then_reconcile_daily():
+    for name in SPECS.packages:
+        job = next(j for j in JS.jobs if j.folder == name and j.name == "maintenance")
+        assert job.cron and not job.parameters
+        commands = [s.command for s in job.stages]
+        assert commands[1:] == [f"relman gc --package {name}", f"relman reconcile --package {name}"]

@@ -8,6 +8,7 @@ Jobs, one folder per package:
     <pkg>/nightly                  only where spec.jenkins.nightly is set (cron from the spec)
     <pkg>/promote                  TAG, TARGET, REASON; for spec.jenkins.promote_by
     <pkg>/debug-build              REF, REQUESTER; for spec.jenkins.debug_build_by (packages with a debug variant)
+    <pkg>/maintenance              daily: relman gc, then relman reconcile (fails while database and registry differ)
     relman-seed                    the root Jenkinsfile: specs check + jobs sync --prune
 """
 from __future__ import annotations
@@ -27,6 +28,8 @@ RESULTS_DIR = "results"
 REPORTS_DIR = "reports"
 VERIFIED_VARIANTS = ("runtime", "full")   # env carries no software, debug is runtime plus symbols
 PROMOTE_TIMEOUT_MINUTES = 60
+MAINTENANCE_CRON = "H 5 * * *"            # after the nightlies (H 2-3), before the working day
+MAINTENANCE_TIMEOUT_MINUTES = 60
 
 
 class JenkinsOptions(BaseSettings):
@@ -78,7 +81,7 @@ class Scm:
 class Job:
     folder: Optional[str]
     name: str
-    kind: str                                  # build | nightly | promote | debug-build | seed
+    kind: str                                  # build | nightly | promote | debug-build | maintenance | seed
     summary: str
     agent_label: str
     package: Optional[str] = None
@@ -265,6 +268,17 @@ def build_jobs(specs: SpecSet, settings, opts: Optional[JenkinsOptions] = None) 
                                     Stage("Debug build", f'relman debug-build {name} --ref "$REF" '
                                                          f'--requester "$REQUESTER"', push + _db_creds(opts))],
                             archive=results, **common))
+
+        # retention and the registry/database check, daily: what `relman gc` and `relman reconcile` do by hand
+        full = f"{name}/maintenance"
+        jobs.append(Job(name="maintenance", kind="maintenance",
+                        summary=f"Daily retention of {name}'s images (relman gc) and a check that the release "
+                                "database and the registry agree (relman reconcile; the job fails while they differ).",
+                        cron=MAINTENANCE_CRON, disable_concurrent=True, timeout_minutes=MAINTENANCE_TIMEOUT_MINUTES,
+                        stages=[_prepare(full),
+                                Stage("Garbage collection", f"relman gc --package {name}", push + _db_creds(opts)),
+                                Stage("Reconcile", f"relman reconcile --package {name}", push + _db_creds(opts))],
+                        archive=results, **common))
 
     jobs.append(seed_job(settings, opts))
     if mode == "scm":
