@@ -7,7 +7,11 @@ prefix=$1
 debug_root=$2
 count=0
 skipped=0
-for f in $(find "$prefix" -type f); do
+# read the list from a file, not a pipe: the loop stays in this shell (its counters and `exit 1`
+# count) and names with spaces stay whole
+list=$(mktemp)
+find "$prefix" -type f >"$list"
+while IFS= read -r f; do
     # ELF magic: 0x7f 'E' 'L' 'F'
     [ "$(head -c 4 "$f" | od -An -c | tr -d ' \n')" = '177ELF' ] || continue
     if ! readelf -S "$f" 2>/dev/null | grep -q '\.debug_info'; then
@@ -28,5 +32,6 @@ for f in $(find "$prefix" -type f); do
     chmod 0644 "$out"
     objcopy --strip-debug --add-gnu-debuglink="$out" "$f"
     count=$((count + 1))
-done
+done <"$list"
+rm -f "$list"
 echo "split-debug: $count ELF file(s) under $prefix split into $debug_root; $skipped without debug info"
