@@ -154,6 +154,7 @@ class Builder:
         base_digest = self.base_digest(plan)
         repository = tags.repository(self.settings.registry, self.settings.namespace, plan.name)
         registry = self.registry() if push else None
+        lookup = registry or self._maybe_registry()  # build keys are looked up even without --push
         created = _utcnow()
         build_args = {
             "RELMAN_SOURCE": repo.url, "RELMAN_VERSION": revision.version, "RELMAN_REVISION": revision.commit,
@@ -172,9 +173,9 @@ class Builder:
                               build_url=self.settings.build_url, started=_utcnow())
             t0 = time.monotonic()
             try:
-                existing = None if force else self._find_existing(repository, key, t, registry or self._maybe_registry())
+                existing = None if force else self._find_existing(repository, key, t, lookup)
                 if existing:
-                    self._skip(plan, res, existing, repository)
+                    self._skip(plan, res, existing, repository, lookup)
                 else:
                     if context is None:
                         context, nfiles = build_context(repo, revision.commit, {"Dockerfile": dockerfile, **support},
@@ -195,17 +196,14 @@ class Builder:
                 err = exc if isinstance(exc, (BuildError, RegistryError)) else engine_lost(f"{plan.name} {t.name}", exc)
                 res.status = "failed"
                 res.message = str(err)
+                if err is exc:
+                    raise
+                raise err from None
+            finally:  # failed or not, the result is written: Jenkins archives it, the database records it
                 res.finished = _utcnow()
                 res.duration = round(time.monotonic() - t0, 3)
                 self._write_result(res)
                 results.append(res)
-                if err is exc:
-                    raise
-                raise err from None
-            res.finished = _utcnow()
-            res.duration = round(time.monotonic() - t0, 3)
-            self._write_result(res)
-            results.append(res)
         if context is not None:
             context.close()
         return results
@@ -237,14 +235,14 @@ class Builder:
                 return {"where": "local", "image_id": info["Id"]}
         if registry is not None:
             try:
-                digest = registry.manifest_digest(repository.split("/", 1)[1], tags.key_tag(key))
+                digest = registry.manifest_digest(tags.registry_path(repository), tags.key_tag(key))
             except RegistryError:
                 return None
             if digest:
                 return {"where": "registry", "digest": digest}
         return None
 
-    def _skip(self, plan, res: BuildResult, existing: dict, repository: str):
+    def _skip(self, plan, res: BuildResult, existing: dict, repository: str, reg: Optional[Registry]):
         res.status = "skipped"
         if existing["where"] == "local":
             res.image_id = existing["image_id"]
@@ -260,8 +258,7 @@ class Builder:
         else:
             res.digest = existing["digest"]
             res.pushed = True
-            reg = self.registry()
-            path = repository.split("/", 1)[1]
+            path = tags.registry_path(repository)
             for tag in res.tags:
                 if reg.manifest_digest(path, tag) != res.digest:
                     reg.retag(path, tags.key_tag(res.build_key), tag)
@@ -367,7 +364,7 @@ class Builder:
     def _push(self, res: BuildResult, repository: str, registry: Registry):
         creds = load_credentials(self.settings, self.settings.registry)
         auth = creds.docker_auth() if creds else None
-        path = repository.split("/", 1)[1]
+        path = tags.registry_path(repository)
         try:
             registry.ping()
         except RegistryError as exc:

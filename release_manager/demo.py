@@ -5,11 +5,12 @@ Commits carry fixed authors and dates, so every machine gets the same commit and
 """
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import subprocess
+import tarfile
 from pathlib import Path
-from typing import List
 
 import git
 
@@ -18,7 +19,6 @@ from release_manager.errors import RelmanError
 
 DEMO_SRC = PROJECT_ROOT / "demo" / "evtselect"
 RELEASES = [("1.0.0", "2026-01-15T10:00:00+00:00"), ("1.1.0", "2026-03-02T10:00:00+00:00")]
-IGNORED = {"evtselect", ".o"}
 
 
 def _copy_sources(dest: Path) -> None:
@@ -74,7 +74,6 @@ def host_build(repo_path: Path, ref: str, prefix: Path, echo=print) -> Path:
     work = prefix.parent / (prefix.name + ".src")
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    import tarfile, io
     data = io.BytesIO()
     repo.archive(data, treeish=ref, format="tar")
     data.seek(0)

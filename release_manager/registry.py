@@ -126,22 +126,6 @@ class Registry:
             return []
         return sorted(r.json().get("tags") or [])
 
-    def catalog(self) -> List[str]:
-        r = self._request("GET", "_catalog?n=1000")  # Distribution refuses larger pages
-        return sorted(r.json().get("repositories") or []) if r.status_code == 200 else []
-
     def delete_manifest(self, repo: str, digest: str) -> bool:
         r = self._request("DELETE", f"{repo}/manifests/{digest}", ok=(202,))
         return r.status_code == 202
-
-    def config_labels(self, repo: str, ref: str) -> dict:
-        """Labels of the image config behind repo:ref (for checks without the engine)."""
-        got = self.get_manifest(repo, ref)
-        if got is None:
-            return {}
-        manifest = json.loads(got[0])
-        cfg = manifest.get("config", {}).get("digest")
-        if not cfg:
-            return {}
-        r = self._request("GET", f"{repo}/blobs/{cfg}")
-        return (r.json().get("config") or {}).get("Labels") or {}

@@ -84,9 +84,6 @@ class SourceRepo:
         version = ref if kind == "tag" else f"{ref}-g{commit.hexsha[:12]}" if kind == "branch" else commit.hexsha[:12]
         return Revision(self.url, ref, commit.hexsha, commit.tree.hexsha, kind, version)
 
-    def head_of(self, branch: str) -> Revision:
-        return self.resolve(branch)
-
     def tags_matching(self, pattern: str):
         rx = re.compile(pattern)
         return sorted(t.name for t in self.repo.tags if rx.search(t.name))

@@ -53,6 +53,11 @@ def repository(registry: str, namespace: str, package: str) -> str:
     return f"{registry}/{namespace}/{package}"
 
 
+def registry_path(repository: str) -> str:
+    """'host:port/ns/pkg' -> 'ns/pkg' (the name the registry's v2 API wants)."""
+    return repository.split("/", 1)[1]
+
+
 def release_tag(ref: str, suffix: str) -> str:
     return check_tag(f"{ref_slug(ref)}-{suffix}")
 

@@ -40,11 +40,6 @@ def check_reason(reason: Optional[str], what: str = "--reason") -> str:
     return text
 
 
-def registry_path(repository: str) -> str:
-    """'host:port/ns/pkg' -> 'ns/pkg' (the name the v2 API wants)."""
-    return repository.split("/", 1)[1]
-
-
 @dataclass
 class Context:
     settings: Any

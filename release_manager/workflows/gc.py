@@ -21,8 +21,9 @@ from typing import Any, Dict, List, Optional, Set
 
 from release_manager import tags
 from release_manager.errors import RelmanError, UsageError
-from release_manager.workflows.common import (GC_ACTOR, NIGHTLY_RE, Context, image_rows, registry_path,
-                                              tag_digests, untag, utcnow, write_summary)
+from release_manager.workflows.common import (GC_ACTOR, NIGHTLY_RE, Context, image_rows, tag_digests, untag, utcnow,
+                                              write_summary)
+from release_manager.tags import registry_path
 
 
 @dataclass

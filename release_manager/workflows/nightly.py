@@ -17,7 +17,8 @@ from release_manager import tags
 from release_manager.errors import BuildError, RegistryError, RelmanError
 from release_manager.workflows import verification
 from release_manager.workflows.common import (Context, NIGHTLY_RE, notify, record_failed_results, record_result,
-                                              registry_path, write_audit, write_summary)
+                                              write_audit, write_summary)
+from release_manager.tags import registry_path
 
 
 class NightlyFailed(RelmanError):

@@ -13,8 +13,9 @@ from typing import Any, Dict, List, Optional
 
 from release_manager import tags
 from release_manager.errors import NotFound, RelmanError, UsageError
-from release_manager.workflows.common import (Context, check_reason, check_user, image_rows, notify, registry_path,
-                                              untag, utcnow, write_audit, write_summary)
+from release_manager.workflows.common import (Context, check_reason, check_user, image_rows, notify, untag, utcnow,
+                                              write_summary)
+from release_manager.tags import registry_path
 
 
 class PromotionRefused(RelmanError):

@@ -13,7 +13,8 @@ from __future__ import annotations
 from typing import Any, Dict, Optional
 
 from release_manager.errors import RelmanError
-from release_manager.workflows.common import Context, image_rows, registry_path, tag_digests, write_summary
+from release_manager.workflows.common import Context, image_rows, tag_digests, write_summary
+from release_manager.tags import registry_path
 
 LIVE = ("pushed", "verifying", "verified", "verification-failed", "promoted")
 
