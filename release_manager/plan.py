@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import shlex
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
+from typing import List, Optional, Tuple
 
 from release_manager.spec.loader import LoadedSpec, SpecSet
 from release_manager.spec.model import Component, PackageSpec, Platform

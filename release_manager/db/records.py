@@ -27,7 +27,7 @@ from release_manager.db.connection import Database
 from release_manager.db.models import (AuditEvent, DebugRequest, Image, ImageTag, Package, PackageManifest,
                                        Promotion, SourceRevision, VerificationCheck, VerificationRun, utcnow)
 from release_manager.db.queries import find_image
-from release_manager.db.results import InvalidResult, ParsedResult, parse_result, parse_time
+from release_manager.db.results import ParsedResult, parse_result, parse_time
 from release_manager.errors import NotFound, UsageError
 
 ImageRef = Union[int, str, Image]

@@ -7,7 +7,7 @@ into exceptions), and the client's repr never shows it.
 from __future__ import annotations
 
 import os
-from typing import Callable, Optional, TypeVar
+from typing import Callable, TypeVar
 
 import jenkins
 import requests

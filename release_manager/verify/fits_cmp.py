@@ -11,7 +11,7 @@ import os
 import re
 import warnings
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import List, Optional
 
 import numpy as np
 from astropy.io import fits
@@ -20,7 +20,7 @@ from release_manager.spec.model import CompareRule
 from release_manager.verify.columns import ColumnCompare
 from release_manager.verify.fastpath import identical_ranges
 from release_manager.verify.result import FAIL, PASS, Check
-from release_manager.verify.rules import VerifyUsageError, check_rule_columns, ignore_keywords, rule_label
+from release_manager.verify.rules import VerifyUsageError, check_rule_columns, ignore_keywords
 from release_manager.verify.tables import TableCompare
 
 CHUNK_BYTES = 16 << 20
