@@ -21,7 +21,7 @@ import urllib3.exceptions
 
 from release_manager import engine, tags
 from release_manager.errors import BuildError, EngineLost, RegistryError, UsageError
-from release_manager.plan import ImagePlan, Target, make_plan, package_query_command
+from release_manager.plan import ImagePlan, Target, make_plan, package_query_command, platform_for
 from release_manager.registry import Registry, load_credentials
 from release_manager.render import render_dockerfile, support_files
 from release_manager.sources import Revision, SourceRepo, build_context, resolve_url
@@ -61,6 +61,8 @@ class BuildResult:
     labels: Dict[str, str] = field(default_factory=dict)
     base_digest: Optional[str] = None
     spec_hash: Optional[str] = None
+    platform: Optional[str] = None              # built on
+    production_platform: Optional[str] = None   # the spec's build_platform (differs under an override)
     manifest_file: Optional[str] = None
     checks: List[dict] = field(default_factory=list)
     size_budget: Optional[dict] = None
@@ -88,6 +90,8 @@ def build_key(dockerfile: str, support: Dict[str, str], spec_hash: str, revision
                  revision.url, base_digest, target.name):
         h.update(part.encode())
         h.update(b"\0")
+    for sub in revision.submodules:   # the tree id covers the pins already; the URLs too, explicitly
+        h.update(f"{sub.path}\0{sub.url}\0{sub.commit}\0".encode())
     for rel in sorted(support):
         h.update(rel.encode() + b"\0" + support[rel].encode() + b"\0")
     return h.hexdigest()
@@ -117,19 +121,23 @@ class Builder:
 
     # ------------------------------------------------------------------ preparation
 
-    def prepare(self, package: str, ref: str):
-        plan = make_plan(self.specs, package)
+    def prepare(self, package: str, ref: str, platform: Optional[str] = None):
+        plan = make_plan(self.specs, package, platform_for(self.settings, self.specs, package, platform))
+        if plan.platform_override:
+            self.echo(f"platform override: {plan.name} is built on {plan.platform_name} instead of its production "
+                      f"platform {plan.production_platform} (labels relman.platform.*)")
         base = plan.platform.base_image
         if not base.local and is_placeholder(base.digest):
             raise UsageError(f"image_specs/platforms.yaml: platforms.{plan.platform_name}.base_image.digest is a "
                              f"placeholder ({base.digest}); pin the real digest before building")
-        holes = plan.spec.placeholders()
+        holes = plan.placeholders()
         if holes:
             raise UsageError(f"{plan.spec_path}: {len(holes)} placeholder(s) must be filled before a real build: "
                              + "; ".join(f"{p} = {v}" for p, v in holes[:5]))
-        url = resolve_url(plan.spec.source.git, self.settings.data_dir)
-        repo = SourceRepo(url, self.settings.data_dir / "git-cache", plan.spec_path)
-        revision = repo.resolve(ref)
+        upstream = resolve_url(plan.spec.source.git, self.settings.data_dir)
+        repo = SourceRepo(self.settings.mirror_url(upstream), self.settings.data_dir / "git-cache", plan.spec_path,
+                          upstream=upstream, mirror=self.settings.mirror_url)
+        revision = repo.resolve(ref, plan.spec.source.submodules)
         dockerfile = render_dockerfile(plan)
         support = support_files(plan)
         return plan, repo, revision, dockerfile, support
@@ -148,8 +156,9 @@ class Builder:
 
     def build(self, package: str, ref: str, variants: Optional[List[str]] = None, push: bool = False,
               extra_tags: Optional[Dict[str, List[str]]] = None, force: bool = False,
-              tag_prefix: Optional[str] = None, no_cache: bool = False) -> List[BuildResult]:
-        plan, repo, revision, dockerfile, support = self.prepare(package, ref)
+              tag_prefix: Optional[str] = None, no_cache: bool = False,
+              platform: Optional[str] = None) -> List[BuildResult]:
+        plan, repo, revision, dockerfile, support = self.prepare(package, ref, platform)
         targets = self._targets(plan, variants)
         base_digest = self.base_digest(plan)
         repository = tags.repository(self.settings.registry, self.settings.namespace, plan.name)
@@ -170,6 +179,7 @@ class Builder:
             wanted += (extra_tags or {}).get(t.name, [])
             res = BuildResult(plan.name, revision.ref, revision.commit, t.variant, t.name, key, repository,
                               wanted, base_digest=base_digest, spec_hash=plan.spec_hash, builder_host=self.host,
+                              platform=plan.platform_name, production_platform=plan.production_platform,
                               build_url=self.settings.build_url, started=_utcnow())
             t0 = time.monotonic()
             try:
@@ -179,7 +189,8 @@ class Builder:
                 else:
                     if context is None:
                         context, nfiles = build_context(repo, revision.commit, {"Dockerfile": dockerfile, **support},
-                                                        out=tempfile.TemporaryFile(dir=self._tmp_dir()))
+                                                        out=tempfile.TemporaryFile(dir=self._tmp_dir()),
+                                                        submodules=revision.submodules, layers=plan.layers)
                         size = context.seek(0, os.SEEK_END)
                         self.echo(f"context: {nfiles} file(s), {size / 1e6:.1f} MB, commit {revision.commit[:12]}")
                     self._build_one(plan, t, res, context, {**build_args, "RELMAN_BUILD_KEY": key}, repository,

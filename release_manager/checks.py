@@ -6,6 +6,8 @@
 - full:    compiler and headers present, software installed
 - env:     compiler present, software absent
 - component: its paths present, no compiler
+- every image: the uniform entrypoint answers --version and --list as an arbitrary UID on a read-only
+  root with no HOME (how Apptainer runs it), and no downloaded package files were left behind
 """
 from __future__ import annotations
 
@@ -21,6 +23,9 @@ from release_manager import engine
 from release_manager.plan import DEBUG_ROOT, ImagePlan, Target
 
 COMPILERS = ("gcc", "g++", "cc", "c++", "clang")
+ARBITRARY_UID = "23456:23456"   # no passwd entry, no home: what a farm's Apptainer gives
+FARM_RUN = {"user": ARBITRARY_UID, "read_only": True, "tmpfs": {"/tmp": "rw,size=64m"},
+            "environment": {"HOME": "/nonexistent"}, "through_entrypoint": True}
 
 
 @dataclass
@@ -83,10 +88,51 @@ def _has_compiler(api, image) -> CheckResult:
     return CheckResult("compiler-and-headers", ok, " ".join(out.split()) or "no compiler, no headers")
 
 
+def _entrypoint(api, plan: ImagePlan, target: Target, image: str) -> CheckResult:
+    rc, out = engine.run(api, image, ["--version"], **FARM_RUN)
+    want = [f"package:    {plan.name}", f"variant:    {target.variant}"]
+    if rc != 0 or not all(w in out for w in want):
+        return CheckResult("entrypoint", False, f"--version as UID {ARBITRARY_UID} on a read-only root: exit {rc}: "
+                           + " ".join(out.split())[:300])
+    rc, listed = engine.run(api, image, ["--list"], **FARM_RUN)
+    names = [line.split()[0] for line in listed.splitlines() if line.strip()]
+    # env holds no software (it is for code mounted from NFS/AFS): its programs are missing by design
+    missing = [line.split()[0] for line in listed.splitlines() if "(missing" in line
+               and target.variant not in ("env", "component")]
+    ok = rc == 0 and not missing and (bool(names) or target.variant in ("env", "component"))
+    return CheckResult("entrypoint", ok, f"--version and --list as UID {ARBITRARY_UID}, read-only root: "
+                       + (f"programs {', '.join(names)}" if ok else f"exit {rc}, missing {missing or 'programs'}"))
+
+
+def _no_package_cache(api, plan: ImagePlan, image: str) -> CheckResult:
+    where = "/var/cache/apt/archives" if plan.manager == "apt" else "/var/cache/yum"
+    rc, out = _sh(api, image, f"find {where} -name '*.deb' -o -name '*.rpm' 2>/dev/null | wc -l")
+    n = int(out.split()[0]) if out.split() and out.split()[0].isdigit() else -1
+    return CheckResult("no-package-cache", n == 0, f"{n} downloaded package file(s) under {where}")
+
+
+def _gdb(api, plan: ImagePlan, image: str, elves: List[ElfInfo]) -> CheckResult:
+    want = plan.spec.checks.gdb
+    program = f"{plan.spec.prefix}/bin/{want.program}" if want else _main_binary(plan, elves)
+    functions = list(want.functions) if want else ["main"]
+    if not program:
+        return CheckResult("gdb-finds-symbols", False, f"no executable under {plan.spec.prefix}/bin")
+    # stopped at main, the shared libraries are loaded: their functions resolve through their debug files
+    cmd = ["gdb", "-batch", "-ex", "set breakpoint pending on", "-ex", "break main", "-ex", "run"]
+    for f in functions:
+        cmd += ["-ex", f"info line {f}"]
+    cmd += ["-ex", "kill", program]
+    rc, out = engine.run(api, image, cmd, user=ARBITRARY_UID, tmpfs={"/tmp": "rw"})
+    found = re.findall(r'Line (\d+) of "([^"]+)"', out)
+    ok = len(found) >= len(functions)
+    shown = "; ".join(f"{f} -> {path}:{line}" for f, (line, path) in zip(functions, found))
+    return CheckResult("gdb-finds-symbols", ok, (shown if ok else " ".join(out.split())[-300:]))
+
+
 def check_image(api, plan: ImagePlan, target: Target, image: str,
                 runtime_layers: Optional[List[str]] = None, layers: Optional[List[str]] = None) -> List[CheckResult]:
     prefix = plan.spec.prefix
-    results: List[CheckResult] = []
+    results: List[CheckResult] = [_entrypoint(api, plan, target, image), _no_package_cache(api, plan, image)]
     v = target.variant
     if v in ("runtime", "debug", "full", "component"):
         elves = _elves(api, image, prefix)
@@ -118,13 +164,7 @@ def check_image(api, plan: ImagePlan, target: Target, image: str,
         results.append(CheckResult("debug-files-by-build-id", bool(split) and not missing,
                                    f"{len(split)} ELF file(s), each with its debug file{note}" if split and not missing
                                    else f"no debug file for {', '.join(missing[:5]) or 'any ELF file'}{note}"))
-        main_binary = _main_binary(plan, elves)
-        if main_binary:
-            rc, out = engine.run(api, image, ["gdb", "-batch", "-ex", "info line main", main_binary])
-            ok = rc == 0 and re.search(r'Line \d+ of "[^"]+"', out) is not None
-            results.append(CheckResult("gdb-finds-symbols", ok, " ".join(out.split())[:300]))
-        else:
-            results.append(CheckResult("gdb-finds-symbols", False, f"no executable under {prefix}/bin"))
+        results.append(_gdb(api, plan, image, elves))
         if runtime_layers is not None and layers is not None:
             ok = len(layers) == len(runtime_layers) + 1 and layers[:-1] == runtime_layers
             results.append(CheckResult("one-layer-over-runtime", ok,
@@ -145,10 +185,9 @@ def check_image(api, plan: ImagePlan, target: Target, image: str,
 
 
 def _main_binary(plan: ImagePlan, elves: List[ElfInfo]) -> Optional[str]:
-    if plan.spec.entrypoint:
-        ep = plan.spec.entrypoint[0]
+    for p in plan.spec.run.programs:
         for e in elves:
-            if e.path.endswith("/" + ep) or e.path == ep:
+            if e.path == f"{plan.spec.prefix}/bin/{p}":
                 return e.path
     for e in elves:
         if e.path.startswith(f"{plan.spec.prefix}/bin/"):

@@ -85,12 +85,14 @@ def specs_list(settings, as_json):
 @click.argument("package")
 @click.option("--variant", "variants", multiple=True, help="variant or component target (repeatable); default all")
 @click.option("--out", type=click.Path(path_type=Path), help="folder to write into (default: print the Dockerfile)")
+@click.option("--platform", help="render for this platform instead of the spec's (default: RELMAN_PLATFORM_OVERRIDES)")
 @click.pass_obj
-def render(settings, package, variants, out):
+def render(settings, package, variants, out, platform):
     """Render PACKAGE's Dockerfile, support files and Apptainer definitions."""
-    from release_manager.plan import make_plan
+    from release_manager.plan import make_plan, platform_for
     from release_manager.render import render_package, write_files
-    plan = make_plan(_specs(settings), package)
+    specs = _specs(settings)
+    plan = make_plan(specs, package, platform_for(settings, specs, package, platform))
     files = render_package(plan, settings.registry, settings.namespace, variants or None)
     if out is None:
         click.echo(files["Dockerfile"], nl=False)
@@ -109,12 +111,14 @@ def render(settings, package, variants, out):
 @click.option("--force", is_flag=True, help="build even when an image with the same build key exists")
 @click.option("--no-cache", is_flag=True, help="with --force: ignore the engine's layer cache (a cold build)")
 @click.option("--json", "as_json", is_flag=True, help="print the build results as JSON")
+@click.option("--platform", help="build on this platform instead of the spec's build_platform (recorded in the "
+                                 "labels and the database); default: RELMAN_PLATFORM_OVERRIDES")
 @click.pass_obj
-def build(settings, package, ref, variants, push, force, no_cache, as_json):
+def build(settings, package, ref, variants, push, force, no_cache, as_json, platform):
     """Build PACKAGE at REF: every variant, checked, labelled, optionally pushed."""
     from release_manager.build import Builder
-    results = Builder(settings, _specs(settings), echo=_progress(err=as_json)).build(package, ref, list(variants) or None,
-                                                                   push=push, force=force, no_cache=no_cache)
+    results = Builder(settings, _specs(settings), echo=_progress(err=as_json)).build(
+        package, ref, list(variants) or None, push=push, force=force, no_cache=no_cache, platform=platform)
     if as_json:
         click.echo(json.dumps([r.as_dict() for r in results], indent=2, default=str))
         return
@@ -164,6 +168,23 @@ def demo_host_build(settings, ref):
     from release_manager.sources import validate_ref
     host_build(settings.data_dir / "repos" / "evtselect", validate_ref(ref),
                settings.data_dir / "host-build" / "evtselect", echo=click.echo)
+
+
+# ---------------------------------------------------------------- fermitools mirrors
+
+@main.group()
+def fermitools():
+    """Local mirrors of the fermi-lat repositories (ScienceTools and its submodules)."""
+
+
+@fermitools.command("init")
+@click.option("--sources", type=click.Path(path_type=Path, file_okay=False),
+              help="folder of the git bundles (default: ../shared/sources/fermitools beside the checkout)")
+@click.pass_obj
+def fermitools_init(settings, sources):
+    """Make the mirrors of the Fermitools subset under the data folder (idempotent)."""
+    from release_manager.fermitools import init_mirrors
+    init_mirrors(settings.data_dir, Path(settings.specs_dir), sources, echo=click.echo)
 
 
 from release_manager.commands import register_all  # noqa: E402

@@ -9,10 +9,10 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any, Optional
+from typing import Annotated, Any, Dict, Optional
 
-from pydantic import Field, SecretStr, ValidationError
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 from release_manager.errors import UsageError
 
@@ -78,6 +78,35 @@ class Settings(BaseSettings):
     jenkins_scm_url: str = Field("<placeholder: Release Manager git URL>", description="repository for scriptPath jobs")
     build_url: Optional[str] = Field(None, description="Jenkins BUILD_URL of the running build, recorded as a label")
     webhook_url: Optional[str] = None
+    # Sites build from mirrors: upstream URL prefix -> local path or mirror URL prefix. The spec and the
+    # image labels keep naming the upstream source. Env form: 'PREFIX=MIRROR,PREFIX2=MIRROR2'.
+    git_mirrors: Annotated[Dict[str, str], NoDecode] = Field(
+        default_factory=dict, description="upstream git URL prefix -> mirror prefix ({data_dir} allowed)")
+    # Build a spec's platform on another one (the local Debian stand-in for rhel7): always explicit,
+    # named in the image's labels and the database. Env form: 'rhel7=debian12-local'.
+    platform_overrides: Annotated[Dict[str, str], NoDecode] = Field(
+        default_factory=dict, description="spec build platform -> platform actually built on")
+
+    @field_validator("git_mirrors", "platform_overrides", mode="before")
+    @classmethod
+    def _pairs(cls, v, info):
+        if not isinstance(v, str):
+            return v
+        out = {}
+        for item in filter(None, (x.strip() for x in v.split(","))):
+            key, sep, val = item.partition("=")
+            if not sep or not key.strip() or not val.strip():
+                raise ValueError(f"{item!r} is not KEY=VALUE (RELMAN_{info.field_name.upper()} is a comma-separated "
+                                 "list of such pairs)")
+            out[key.strip()] = val.strip()
+        return out
+
+    def mirror_url(self, url: str) -> str:
+        """The URL to fetch url from: the longest matching mirror prefix replaced, {data_dir} expanded."""
+        best = max((p for p in self.git_mirrors if url.startswith(p)), key=len, default=None)
+        if best is not None:
+            url = self.git_mirrors[best] + url[len(best):]
+        return url.replace("{data_dir}", str(self.data_dir))
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings):

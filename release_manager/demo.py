@@ -122,7 +122,7 @@ def run_demo(settings, specs, input_file=None, echo=print) -> dict:
         ref = f"{tags.repository(settings.registry, settings.namespace, 'evtselect')}@{runtime['digest']}"
         api = ctx.engine()
         rc, log = engine.run(api, ref, ["evtselect", "infile=/inputs/ft1.fits.gz", "outfile=/outputs/selected.fits",
-                                        "emin=20000", "emax=300000", "zmax=90"], user="sas",
+                                        "emin=20000", "emax=300000", "zmax=90"], user="sas", through_entrypoint=True,
                              binds={str(input_file.resolve()): {"bind": "/inputs/ft1.fits.gz", "mode": "ro"},
                                     str(work): {"bind": "/outputs", "mode": "rw"}})
         if rc != 0:

@@ -30,10 +30,17 @@ def connect(settings) -> docker.APIClient:
 
 
 def run(api: docker.APIClient, image: str, command: List[str], user: str = "root",
-        binds: Optional[dict] = None, timeout: int = 600, workdir: Optional[str] = None) -> Tuple[int, str]:
-    """Run command (argv, no shell) in a throw-away container; (exit code, combined output)."""
-    host_config = api.create_host_config(binds=binds or {}, network_mode="none")
-    c = api.create_container(image, command=command, entrypoint=[], user=user, host_config=host_config,
+        binds: Optional[dict] = None, timeout: int = 600, workdir: Optional[str] = None,
+        through_entrypoint: bool = False, read_only: bool = False, tmpfs: Optional[dict] = None,
+        environment: Optional[dict] = None) -> Tuple[int, str]:
+    """Run command (argv, no shell) in a throw-away container; (exit code, combined output).
+
+    through_entrypoint: as a user would (the image's relman-entrypoint sets the environment up);
+    otherwise the command runs bare. read_only and tmpfs: the farms' conditions (Apptainer)."""
+    host_config = api.create_host_config(binds=binds or {}, network_mode="none", read_only=read_only,
+                                         tmpfs=tmpfs or None)
+    c = api.create_container(image, command=command, entrypoint=None if through_entrypoint else [], user=user,
+                             host_config=host_config, environment=environment,
                              working_dir=workdir, labels={"relman.throwaway": "1"})
     try:
         api.start(c)

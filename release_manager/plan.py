@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import shlex
 from dataclasses import dataclass, field
-from typing import List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from release_manager.spec.loader import LoadedSpec, SpecSet
 from release_manager.spec.model import Component, PackageSpec, Platform
@@ -16,7 +16,10 @@ DEBUG_ROOT = "/usr/lib/debug"
 SOURCE_ROOT = "/usr/src"
 PAYLOAD_ROOT = "/relman-payload"
 SUPPORT_DIR = ".relman"          # support files in the build context
+LAYERS_DIR = "layers"            # build.layers parts in the build context (layers/<path>/)
 HELPERS_IN_IMAGE = "/usr/local/libexec/relman"
+FILES_IN_IMAGE = "/usr/src/relman-files"   # the spec's build.files ($RELMAN_FILES), beside the sources
+ENTRYPOINT = "/usr/local/bin/relman-entrypoint"
 
 # OCI annotations that carry per-build values: declared as ARGs so they are never silently empty.
 BUILD_ARGS = ("RELMAN_SOURCE", "RELMAN_VERSION", "RELMAN_REVISION", "RELMAN_REF_NAME", "RELMAN_CREATED",
@@ -59,6 +62,29 @@ class ImagePlan:
     platform_name: str
     platform: Platform
     targets: List[Target] = field(default_factory=list)
+    files: Dict[str, str] = field(default_factory=dict)     # the spec's build.files
+    production_platform: str = ""                           # the spec's build_platform
+
+    @property
+    def platform_override(self) -> Optional[str]:
+        """'rhel7->debian12-local' when built on another platform than the spec's, else None."""
+        if self.production_platform and self.production_platform != self.platform_name:
+            return f"{self.production_platform}->{self.platform_name}"
+        return None
+
+    @property
+    def layers(self) -> List[Tuple[str, str]]:
+        """(path in the source tree, folder in the build context) of each build.layers part, in order."""
+        if not self.spec.build.layers:
+            return []
+        return [(p.rstrip("/"), f"{LAYERS_DIR}/{p.rstrip('/')}") for p in self.spec.build.layers.paths]
+
+    @property
+    def files_dir(self) -> Optional[str]:
+        return f"{FILES_IN_IMAGE}/{self.spec.name}" if self.files else None
+
+    def placeholders(self):
+        return self.spec.placeholders(self.manager)
 
     @property
     def name(self) -> str:
@@ -88,16 +114,18 @@ class ImagePlan:
     @property
     def build_packages(self) -> List[str]:
         return _unique(self.platform.toolchain_packages + self.platform.developer_packages
-                       + self.spec.os_packages.build)
+                       + self.spec.os_packages.for_manager(self.manager).build)
 
     @property
     def runtime_packages(self) -> List[str]:
-        return _unique(self.spec.os_packages.runtime)
+        return _unique(self.spec.os_packages.for_manager(self.manager).runtime)
 
     @property
     def build_env(self) -> List[Tuple[str, str]]:
         flags = self.spec.build.cflags
         env = {"CFLAGS": flags, "CXXFLAGS": flags, "PREFIX": self.spec.prefix}
+        if self.files_dir:
+            env["RELMAN_FILES"] = self.files_dir
         env.update(self.spec.build.env)
         return sorted(env.items())
 
@@ -122,6 +150,8 @@ class ImagePlan:
             ("relman.package", self.name),
             ("relman.variant", target.variant),
             ("relman.platform", self.platform_name),
+            ("relman.platform.production", self.production_platform or self.platform_name),
+            ("relman.platform.override", self.platform_override or "none"),
             ("relman.spec-hash", self.spec_hash),
         ] + ([("relman.component", target.component.name)] if target.component else [])
 
@@ -157,13 +187,29 @@ def _unique(items: List[str]) -> List[str]:
     return out
 
 
-def make_plan(specs: SpecSet, name: str) -> ImagePlan:
+def platform_for(settings, specs: SpecSet, package: str, explicit: Optional[str] = None) -> Optional[str]:
+    """The platform to build package on: --platform, else RELMAN_PLATFORM_OVERRIDES for the spec's
+    build platform, else None (the spec's own)."""
+    if explicit:
+        return explicit
+    return settings.platform_overrides.get(specs.get(package).spec.build_platform)
+
+
+def make_plan(specs: SpecSet, name: str, platform: Optional[str] = None) -> ImagePlan:
+    """platform: build on this platform instead of the spec's build_platform (an explicit override,
+    e.g. the local Debian stand-in for rhel7); it is named in the image's labels and the database."""
     loaded: LoadedSpec = specs.get(name)
     spec = loaded.spec
     # The folder and file name only: rendered files must not depend on where the checkout lives.
     spec_path = f"{loaded.path.parent.name}/{loaded.path.name}"
+    chosen = platform or spec.build_platform
+    if chosen not in specs.platforms:
+        from release_manager.errors import UsageError
+        raise UsageError(f"platform override {chosen!r} for {name}: no such platform in image_specs/platforms.yaml; "
+                         f"known: {', '.join(sorted(specs.platforms))}")
     plan = ImagePlan(spec=spec, spec_hash=loaded.hash, spec_path=spec_path,
-                     platform_name=spec.build_platform, platform=specs.platforms[spec.build_platform])
+                     platform_name=chosen, platform=specs.platforms[chosen], files=dict(loaded.files),
+                     production_platform=spec.build_platform)
     # The classic builder builds every stage before the target: runtime first, so building it
     # never builds full or env, and debug (FROM runtime) comes right after.
     order = ("runtime", "debug", "full", "env")

@@ -43,13 +43,22 @@ def render_dockerfile(plan: ImagePlan, env: Optional[jinja2.Environment] = None)
     env = env or environment()
     return env.get_template("Dockerfile.j2").render(
         plan=plan, support=planmod.SUPPORT_DIR, helpers=planmod.HELPERS_IN_IMAGE,
-        debug_root=planmod.DEBUG_ROOT, payload=planmod.PAYLOAD_ROOT, build_args=planmod.BUILD_ARGS)
+        debug_root=planmod.DEBUG_ROOT, payload=planmod.PAYLOAD_ROOT, build_args=planmod.BUILD_ARGS,
+        entrypoint=planmod.ENTRYPOINT)
+
+
+def render_entrypoint(plan: ImagePlan, env: Optional[jinja2.Environment] = None) -> str:
+    """The uniform command line of the package's images (--version, --list, --env, PROGRAM ARGS...)."""
+    return (env or environment()).get_template("entrypoint.sh.j2").render(plan=plan)
 
 
 def support_files(plan: ImagePlan, env: Optional[jinja2.Environment] = None) -> Dict[str, str]:
     """Files the Dockerfile COPYs from the build context's .relman/ folder."""
     env = env or environment()
-    out = {f"{planmod.SUPPORT_DIR}/split-debug.sh": (TEMPLATES / "split-debug.sh").read_text()}
+    out = {f"{planmod.SUPPORT_DIR}/split-debug.sh": (TEMPLATES / "split-debug.sh").read_text(),
+           f"{planmod.SUPPORT_DIR}/entrypoint.sh": render_entrypoint(plan, env)}
+    for rel, text in plan.files.items():    # the spec's own support files (build.files)
+        out[f"{planmod.SUPPORT_DIR}/files/{rel}"] = text
     if any(t.variant == "debug" for t in plan.targets):
         out[f"{planmod.SUPPORT_DIR}/collect-new-files.sh"] = (TEMPLATES / "collect-new-files.sh").read_text()
     if plan.yum_repo_file:

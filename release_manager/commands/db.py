@@ -232,6 +232,7 @@ def _show(d):
     click.echo(f"image {d['id']}: {d['package']} {d['variant']} ({d['target']}) {d['status']}")
     for label, key in (("ref", "ref"), ("commit", "commit"), ("repository", "repository"), ("digest", "digest"),
                        ("image id", "image_id"), ("build key", "build_key"), ("base digest", "base_digest"),
+                       ("platform", "platform"), ("production", "production_platform"),
                        ("builder", "builder_host"), ("build url", "build_url"), ("requested by", "requested_by"),
                        ("started", "started"), ("finished", "finished"), ("message", "message")):
         if d.get(key):

@@ -83,6 +83,8 @@ class Image(Base):
     build_key: Mapped[str] = mapped_column(String(SHA))
     base_digest: Mapped[Optional[str]] = mapped_column(String(SHA))
     spec_hash: Mapped[Optional[str]] = mapped_column(String(SHA))
+    platform: Mapped[Optional[str]] = mapped_column(String(NAME))              # built on
+    production_platform: Mapped[Optional[str]] = mapped_column(String(NAME))   # the spec's build_platform
     builder_host: Mapped[Optional[str]] = mapped_column(String(NAME))
     build_url: Mapped[Optional[str]] = mapped_column(String(URL))
     requested_by: Mapped[Optional[str]] = mapped_column(String(NAME))

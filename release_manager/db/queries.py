@@ -111,6 +111,7 @@ def image_detail(s: Session, ref: Union[int, str]) -> Dict[str, Any]:
                        .where(Image.id == img.id)).one())
     d.update(layers=img.layers, labels=img.labels, checks=img.checks, size_budget=img.size_budget,
              base_digest=img.base_digest, spec_hash=img.spec_hash, builder_host=img.builder_host,
+             platform=img.platform, production_platform=img.production_platform,
              duration=img.duration, message=img.message, created_at=iso(img.created_at),
              all_tags=[t.tag for t in img.image_tags])
     m = img.manifest

@@ -147,6 +147,7 @@ def _fill(img: Image, d, status: str, requested_by: Optional[str]) -> None:
     img.layers, img.labels = json_safe(d.layers), d.labels
     img.checks, img.size_budget = json_safe(d.checks), json_safe(d.size_budget)
     img.base_digest, img.spec_hash = d.base_digest, d.spec_hash
+    img.platform, img.production_platform = d.platform, d.production_platform
     img.builder_host, img.build_url = d.builder_host or None, d.build_url
     img.started, img.finished, img.duration, img.message = d.started, d.finished, d.duration, d.message or None
     if requested_by:

@@ -54,6 +54,8 @@ class BuildDoc(BaseModel):
     labels: Dict[str, str] = {}
     base_digest: Optional[str] = Field(None, max_length=80)
     spec_hash: Optional[str] = Field(None, max_length=80)
+    platform: Optional[str] = Field(None, max_length=128)
+    production_platform: Optional[str] = Field(None, max_length=128)
     manifest_file: Optional[str] = None
     checks: List[Dict[str, Any]] = []
     size_budget: Optional[Dict[str, Any]] = None

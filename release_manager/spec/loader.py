@@ -38,6 +38,7 @@ class LoadedSpec:
     spec: PackageSpec
     path: Path
     hash: str
+    files: Dict[str, str] = field(default_factory=dict)   # build.files: {relative path: text}
 
 
 @dataclass
@@ -200,11 +201,34 @@ def load_package(path: Path, platforms: Dict[str, Platform]) -> Tuple[Optional[L
         if p not in platforms:
             key = tuple(int(x) if x.isdigit() else x for x in fpath.replace("[", ".").replace("]", "").split("."))
             problems.append(SpecProblem(str(path), fpath, f"unknown platform {p!r}; known: {known}", lines.get(key)))
+    files: Dict[str, str] = {}
+    if spec.build.files:
+        files, probs = _read_files(path, spec.build.files, lines.get(("build", "files")))
+        problems += probs
     if problems:
         return None, problems
     dump = spec.model_dump(mode="json")
     plat = platforms[spec.build_platform].model_dump(mode="json")
-    return LoadedSpec(spec, path, canonical_hash({"spec": dump, "platform": plat})), []
+    return LoadedSpec(spec, path, canonical_hash({"spec": dump, "platform": plat, "files": files}), files), []
+
+
+def _read_files(spec_path: Path, rel: str, line: Optional[int]) -> Tuple[Dict[str, str], List[SpecProblem]]:
+    """The support files that live with a spec (Find modules, build scripts, patches), as text."""
+    folder = spec_path.parent / rel
+    if not folder.is_dir():
+        return {}, [SpecProblem(str(spec_path), "build.files", f"{rel!r}: no such folder next to the spec "
+                                f"({folder})", line)]
+    out, problems = {}, []
+    for f in sorted(p for p in folder.rglob("*") if p.is_file()):
+        name = f.relative_to(folder).as_posix()
+        try:
+            out[name] = f.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            problems.append(SpecProblem(str(spec_path), "build.files", f"{f}: not UTF-8 text (support files are "
+                                        "scripts, CMake modules, headers and patches)", line))
+    if not out and not problems:
+        problems.append(SpecProblem(str(spec_path), "build.files", f"{rel!r}: the folder is empty", line))
+    return out, problems
 
 
 def load_specs(specs_dir: Path, only: Optional[List[Path]] = None) -> SpecSet:

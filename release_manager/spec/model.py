@@ -93,8 +93,9 @@ def _regex(v: str) -> str:
 
 
 def _os_package(v: str) -> str:
-    if not OS_PACKAGE_RE.match(v):
-        raise ValueError(f"{v!r} is not an OS package name (letters, digits, .+_:~=*-)")
+    # a placeholder stands for a package whose name on that platform family is not known here
+    if not OS_PACKAGE_RE.match(v) and not is_placeholder(v):
+        raise ValueError(f"{v!r} is not an OS package name (letters, digits, .+_:~=*-) nor a '<placeholder: ...>'")
     return v
 
 
@@ -200,15 +201,60 @@ class Source(Strict):
     git: UrlOrPlaceholder = Field(description="git URL or local path of the package repository")
     tag_pattern: Regex = Field(description="regular expression release tags match")
     default_branch: OneLine = "master"
+    submodules: List[RelPath] = Field(default_factory=list,
+                                      description="paths of the git submodules the build needs, at the commits the "
+                                                  "repository pins; others stay empty")
+
+    @field_validator("submodules")
+    @classmethod
+    def _unique(cls, v):
+        if len(set(v)) != len(v):
+            raise ValueError("a submodule path is listed twice")
+        return v
 
 
-class OsPackages(Strict):
+class FamilyPackages(Strict):
     build: List[OsPackage] = Field(default_factory=list)
     runtime: List[OsPackage] = Field(default_factory=list)
 
 
+class OsPackages(Strict):
+    """Packages for every platform, plus per package-manager family (names differ: Debian vs RPM)."""
+    build: List[OsPackage] = Field(default_factory=list)
+    runtime: List[OsPackage] = Field(default_factory=list)
+    apt: FamilyPackages = FamilyPackages()
+    yum: FamilyPackages = FamilyPackages()
+
+    def for_manager(self, manager: str) -> FamilyPackages:
+        fam: FamilyPackages = getattr(self, manager)
+        return FamilyPackages(build=self.build + fam.build, runtime=self.runtime + fam.runtime)
+
+
+class Layers(Strict):
+    """Sources copied and built one part at a time: the engine's layer cache then rebuilds only the part
+    that changed and those after it (a compiler cache cannot persist with the legacy builder)."""
+    paths: List[RelPath] = Field(min_length=1, description="source subtrees, in build (dependency) order")
+    steps: List[OneLine] = Field(min_length=1, description="run after each part is copied in; RELMAN_LAYER "
+                                                           "names the part")
+
+    @field_validator("paths")
+    @classmethod
+    def _unique(cls, v):
+        if len(set(v)) != len(v):
+            raise ValueError("a path is listed twice")
+        for a in v:
+            for b in v:
+                if a != b and b.startswith(a.rstrip("/") + "/"):
+                    raise ValueError(f"{b!r} lies inside {a!r}: the parts must not overlap")
+        return v
+
+
 class Build(Strict):
-    steps: List[OneLine] = Field(min_length=1, description="shell commands run in the source tree, in order")
+    steps: List[OneLine] = Field(min_length=1, description="shell commands run in the source tree, in order "
+                                                           "(after the layers, when there are layers)")
+    files: Optional[RelPath] = Field(None, description="folder of support files (relative to the spec's folder), "
+                                                       "copied to $RELMAN_FILES before the sources")
+    layers: Optional[Layers] = None
     env: Dict[str, OneLine] = Field(default_factory=dict, description="environment of the build steps only")
     cflags: OneLine = Field("-g -O2", description="always carries -g: debug info is split out later")
 
@@ -369,6 +415,36 @@ class JenkinsSection(Strict):
     keep_builds: int = Field(30, gt=0)
 
 
+class GdbCheck(Strict):
+    program: OneLine = Field(description="executable under <prefix>/bin that gdb loads")
+    functions: List[OneLine] = Field(min_length=1, description="functions gdb must resolve to a source line; "
+                                                               "one may live in a shared library")
+
+
+class Checks(Strict):
+    gdb: Optional[GdbCheck] = Field(None, description="debug image: default is main of the first program")
+
+
+class Run(Strict):
+    """What the uniform entrypoint (relman-entrypoint) offers and sets up in every image."""
+    programs: List[Name] = Field(default_factory=list, description="what `--list` shows; default: <prefix>/bin")
+    environment: Dict[str, OneLine] = Field(
+        default_factory=dict, description="set at each run; {user_dir} is a writable folder of the calling user "
+                                          "(made under $TMPDIR or /tmp), for a read-only image and no HOME")
+    setup_script: Optional[AbsPath] = Field(None, description="sourced before the program runs (a set-up script)")
+
+    @field_validator("environment")
+    @classmethod
+    def _env(cls, v):
+        for k, val in v.items():
+            if not ENV_KEY_RE.match(k):
+                raise ValueError(f"{k!r} is not an environment variable name ([A-Za-z_][A-Za-z0-9_]*)")
+            if re.search(r"[`$\\\"]", val.replace("{user_dir}", "")):
+                raise ValueError(f"{k}: {val!r} must not contain $, `, \\ or \" (values are literal; "
+                                 "{user_dir} is the one substitution)")
+        return v
+
+
 class PackageSpec(Strict):
     name: Name
     description: OneLine
@@ -383,7 +459,8 @@ class PackageSpec(Strict):
     variants: List[Variant] = Field(min_length=1)
     size_budget: Dict[Variant, SizeBudget] = Field(default_factory=dict)
     components: List[Component] = Field(default_factory=list)
-    entrypoint: Optional[List[OneLine]] = None
+    run: Run = Run()
+    checks: Checks = Checks()
     verification: Optional[Verification] = None
     jenkins: JenkinsSection = JenkinsSection()
     notes: List[OneLine] = Field(default_factory=list, description="facts and their sources")
@@ -411,9 +488,14 @@ class PackageSpec(Strict):
                     raise ValueError(f"jenkins.nightly.variants: {v!r} is not one of {self.variants}")
         return self
 
-    def placeholders(self):
-        """(field path, value) for every visible placeholder in the spec."""
-        return list(_find_placeholders(self.model_dump(mode="json"), ()))
+    def placeholders(self, manager: Optional[str] = None):
+        """(field path, value) for every visible placeholder in the spec; with a package manager, only
+        those a build with it uses (the other family's package names do not stop a build)."""
+        found = list(_find_placeholders(self.model_dump(mode="json"), ()))
+        if manager:
+            other = {"apt": "yum", "yum": "apt"}[manager]
+            found = [(p, v) for p, v in found if not p.startswith(f"os_packages.{other}.")]
+        return found
 
 
 def _find_placeholders(node, path):

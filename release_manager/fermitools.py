@@ -1,0 +1,136 @@
+"""Local mirrors of the fermi-lat repositories, made from the git bundles in ../shared/sources.
+
+Sites build ScienceTools from mirrors (settings.git_mirrors maps https://github.com/fermi-lat/ to a
+local folder or a mirror server). Here the mirror is made from the bundles: one bare repository per
+package, and the umbrella fermi-lat/ScienceTools rebuilt from its build files with each package as a
+git submodule (gitlink) pinned at the bundle's commit. Commits carry fixed authors and dates, so every
+machine gets the same commit ids, hence the same build keys.
+
+Branches of the umbrella (fixtures for tests, benchmarks and the nightly):
+  master            the subset; tag FIXTURE_TAG
+  leaf-change       pins a dataSubselector commit whose only change is a comment in a source file
+                    (a one-package change: its layer and those after it rebuild, nothing else)
+"""
+from __future__ import annotations
+
+import shutil
+import tarfile
+import tempfile
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import git
+
+from release_manager.config import PROJECT_ROOT
+from release_manager.errors import UsageError
+
+UPSTREAM = "https://github.com/fermi-lat/"
+UMBRELLA = "ScienceTools"
+FIXTURE_TAG = "v2.4.0-subset1"
+WHEN = "2026-08-04T12:00:00+00:00"   # the umbrella snapshot's date (PROVENANCE.md)
+DEFAULT_SOURCES = PROJECT_ROOT.parent / "shared" / "sources" / "fermitools"
+AUTHOR = {"GIT_AUTHOR_NAME": "relman fixture", "GIT_AUTHOR_EMAIL": "relman-fixture@example.org",
+          "GIT_COMMITTER_NAME": "relman fixture", "GIT_COMMITTER_EMAIL": "relman-fixture@example.org"}
+
+
+def packages_in_order(specs_dir: Path) -> List[str]:
+    """The subset, in dependency order, as the spec's support files list it."""
+    lines = (specs_dir / "files" / "sciencetools" / "packages.txt").read_text().splitlines()
+    return [ln.split()[0] for ln in lines if ln.strip() and not ln.startswith("#")]
+
+
+def mirror_root(data_dir: Path) -> Path:
+    return data_dir / "mirrors" / "fermi-lat"
+
+
+def mirror_setting(data_dir: Path) -> str:
+    """The RELMAN_GIT_MIRRORS value that points fermi-lat's URLs at these mirrors."""
+    return f"{UPSTREAM}={mirror_root(data_dir)}/"
+
+
+def _env(when: str) -> Dict[str, str]:
+    return {**AUTHOR, "GIT_AUTHOR_DATE": when, "GIT_COMMITTER_DATE": when}
+
+
+def _commit(repo: git.Repo, message: str, when: str = WHEN) -> str:
+    with repo.git.custom_environment(**_env(when)):
+        repo.git.commit("-q", "--allow-empty", "-m", message)
+    return repo.head.commit.hexsha
+
+
+def init_mirrors(data_dir: Path, specs_dir: Path, sources: Optional[Path] = None, echo=print) -> Path:
+    """Make (or complete) the mirrors; idempotent: existing repositories are kept as they are."""
+    sources = Path(sources or DEFAULT_SOURCES)
+    if not (sources / "PROVENANCE.md").is_file():
+        raise UsageError(f"{sources}: not the Fermitools sources folder (no PROVENANCE.md); give --sources "
+                         "../shared/sources/fermitools")
+    root = mirror_root(data_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    pins: Dict[str, str] = {}
+    for name in packages_in_order(specs_dir):
+        bundle = sources / f"{name}.bundle"
+        dest = root / f"{name}.git"
+        if not dest.exists():
+            if not bundle.is_file():
+                raise UsageError(f"{bundle}: missing; the mirror of {name} cannot be made")
+            tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=root))
+            try:
+                git.Repo.clone_from(str(bundle), tmp / "r.git", bare=True)
+                (tmp / "r.git").rename(dest)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+        pins[name] = git.Repo(dest).commit("master").hexsha
+    umbrella = root / f"{UMBRELLA}.git"
+    if umbrella.exists():
+        echo(f"mirrors in {root} already exist ({len(pins)} packages and {UMBRELLA}.git)")
+        return root
+    _make_umbrella(umbrella, sources, pins, root)
+    echo(f"mirrors of {len(pins)} fermi-lat packages and {UMBRELLA}.git (tag {FIXTURE_TAG}, branches master, "
+         f"leaf-change) in {root}")
+    echo(f"build from them with RELMAN_GIT_MIRRORS='{mirror_setting(data_dir)}'")
+    return root
+
+
+def _make_umbrella(dest: Path, sources: Path, pins: Dict[str, str], root: Path) -> None:
+    tmp = Path(tempfile.mkdtemp(prefix=".umbrella-", dir=root))
+    try:
+        work = tmp / UMBRELLA
+        with tarfile.open(sources / "ScienceTools-buildfiles.tar.gz") as tar:
+            tar.extractall(tmp, filter="data")
+        if not (work / "CMakeLists.txt").is_file():
+            raise UsageError(f"{sources}/ScienceTools-buildfiles.tar.gz: no {UMBRELLA}/CMakeLists.txt inside")
+        repo = git.Repo.init(work, initial_branch="master")
+        repo.git.add("-A")
+        # Each package a gitlink at its pin, as upstream; .gitmodules is upstream's (it names all 50).
+        for name, sha in pins.items():
+            repo.git.update_index("--add", "--cacheinfo", f"160000,{sha},src/{name}")
+        _commit(repo, f"{UMBRELLA} umbrella (build files of 3a626c4a) with the gtselect/gtmktime/gtbin subset pinned")
+        with repo.git.custom_environment(**_env(WHEN)):
+            repo.git.tag("-a", FIXTURE_TAG, "-m", "the Fermitools subset, fixture release")
+        # leaf-change: a comment-only change in dataSubselector, pinned on a branch
+        sub_sha = _leaf_commit(root / "dataSubselector.git", tmp)
+        repo.git.checkout("-q", "-b", "leaf-change")
+        repo.git.update_index("--cacheinfo", f"160000,{sub_sha},src/dataSubselector")
+        _commit(repo, "pin dataSubselector leaf-change (comment only)", "2026-08-05T12:00:00+00:00")
+        repo.git.checkout("-q", "master")
+        git.Repo.clone_from(str(work), tmp / "bare.git", bare=True, no_hardlinks=True)
+        bare = git.Repo(tmp / "bare.git")
+        bare.git.fetch("-q", str(work), "+refs/heads/*:refs/heads/*")
+        bare.git.remote("remove", "origin")
+        (tmp / "bare.git").rename(dest)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _leaf_commit(bare: Path, tmp: Path) -> str:
+    """A commit on dataSubselector's branch relman-leaf-change: one comment line in one source file."""
+    repo = git.Repo(bare)
+    if "relman-leaf-change" in [h.name for h in repo.heads]:
+        return repo.commit("relman-leaf-change").hexsha
+    work = git.Repo.clone_from(str(bare), tmp / "dataSubselector")
+    path = Path(work.working_tree_dir) / "src" / "Cuts.cxx"
+    path.write_text(path.read_text() + "// relman fixture: a comment-only change (leaf-change)\n")
+    work.git.add("-A")
+    _commit(work, "Cuts.cxx: comment only (relman fixture)", "2026-08-05T12:00:00+00:00")
+    work.git.push("-q", "origin", "HEAD:refs/heads/relman-leaf-change")
+    return work.head.commit.hexsha
