@@ -108,6 +108,7 @@ class Builder:
         self.echo = echo
         self._api = api
         self.host = socket.gethostname()
+        self.platform: Optional[str] = None   # --platform of the command, else RELMAN_PLATFORM_OVERRIDES
 
     @property
     def api(self):
@@ -122,7 +123,7 @@ class Builder:
     # ------------------------------------------------------------------ preparation
 
     def prepare(self, package: str, ref: str, platform: Optional[str] = None):
-        plan = make_plan(self.specs, package, platform_for(self.settings, self.specs, package, platform))
+        plan = make_plan(self.specs, package, platform_for(self.settings, self.specs, package, platform or self.platform))
         if plan.platform_override:
             self.echo(f"platform override: {plan.name} is built on {plan.platform_name} instead of its production "
                       f"platform {plan.production_platform} (labels relman.platform.*)")

@@ -170,6 +170,23 @@ def demo_host_build(settings, ref):
                settings.data_dir / "host-build" / "evtselect", echo=click.echo)
 
 
+@main.command("host-build")
+@click.argument("package")
+@click.option("--ref", required=True, help="tag, branch or commit of the package repository")
+@click.option("--prefix", type=click.Path(path_type=Path), help="install prefix (default <data_dir>/host-build/PACKAGE)")
+@click.option("--force", is_flag=True, help="build again even when the same inputs were built already")
+@click.option("--platform", help="the platform whose packages this machine has (default: RELMAN_PLATFORM_OVERRIDES)")
+@click.pass_obj
+def host_build_cmd(settings, package, ref, prefix, force, platform):
+    """Build PACKAGE at REF on this machine with the image's recipe: the bare-metal reference."""
+    from release_manager.build import Builder
+    from release_manager.hostbuild import host_build
+    builder = Builder(settings, _specs(settings), echo=click.echo)
+    if platform:
+        builder.platform = platform
+    host_build(builder, package, ref, prefix, force=force, echo=click.echo)
+
+
 # ---------------------------------------------------------------- fermitools mirrors
 
 @main.group()

@@ -55,3 +55,33 @@ def demo_build(settings, specs, demo_repo, api):
     results = Builder(settings, specs, echo=lambda m: None, api=api).build(
         "evtselect", "v1.1.0", ["runtime", "debug", "full"], push=True)
     return {r.target: r for r in results}
+
+
+@pytest.fixture(scope="session")
+def st_settings(settings):
+    """The session settings plus the Fermitools mirrors (made from ../shared/sources/fermitools) and the
+    explicit override that builds rhel7's ScienceTools on the local Debian stand-in."""
+    from release_manager import fermitools
+    fermitools.init_mirrors(settings.data_dir, PROJECT_ROOT / "image_specs", SHARED / "sources" / "fermitools",
+                            echo=lambda m: None)
+    return load_settings(data_dir=settings.data_dir, git_mirrors=fermitools.mirror_setting(settings.data_dir),
+                         platform_overrides={"rhel7": "debian12-local"})
+
+
+@pytest.fixture(scope="session")
+def sciencetools_build(st_settings, specs, api):
+    """ScienceTools (the gtselect/gtmktime/gtbin subset) at the fixture tag: runtime, debug and full,
+    built once per session and pushed. Returns {target: BuildResult}."""
+    from release_manager.build import Builder
+    from release_manager.fermitools import FIXTURE_TAG
+    results = Builder(st_settings, specs, echo=lambda m: None, api=api).build(
+        "sciencetools", FIXTURE_TAG, ["runtime", "debug", "full"], push=True)
+    return {r.target: r for r in results}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every test that reaches the engine (through the `api` fixture, directly or through another
+    fixture) carries the `engine` marker: scripts/test runs the others first."""
+    for item in items:
+        if "api" in getattr(item, "fixturenames", ()) and not item.get_closest_marker("engine"):
+            item.add_marker(pytest.mark.engine)

@@ -40,7 +40,9 @@ def test_platform_facts():
     assert gr.build_platform == "rhel6"
     assert {"digi", "recon-merit"} <= {c.name for c in gr.components}
     assert loaded.packages["sciencetools"].spec.jenkins.nightly is not None
-    assert loaded.packages["sciencetools"].spec.data, "ScienceTools embeds the diffuse models"
+    st = loaded.packages["sciencetools"]
+    assert len(st.spec.source.submodules) == 14 and st.files["packages.txt"], "the Fermitools subset with its support files"
+    assert st.spec.placeholders("apt") == [] and st.spec.placeholders("yum"), "buildable here, rhel7 names still open"
     assert loaded.packages["fastcopy"].spec.build_platform == "rhel5"
     assert set(loaded.packages["fastcopy"].spec.run_platforms) == {"rhel5", "rhel6"}
 

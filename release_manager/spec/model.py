@@ -197,20 +197,20 @@ class PlatformsFile(Strict):
 
 # ---------------------------------------------------------------- package specs
 
+def _no_repeats(v: List[str]) -> List[str]:
+    twice = sorted({x for x in v if v.count(x) > 1})
+    if twice:
+        raise ValueError(f"listed twice: {', '.join(twice)}")
+    return v
+
+
 class Source(Strict):
     git: UrlOrPlaceholder = Field(description="git URL or local path of the package repository")
     tag_pattern: Regex = Field(description="regular expression release tags match")
     default_branch: OneLine = "master"
-    submodules: List[RelPath] = Field(default_factory=list,
-                                      description="paths of the git submodules the build needs, at the commits the "
-                                                  "repository pins; others stay empty")
-
-    @field_validator("submodules")
-    @classmethod
-    def _unique(cls, v):
-        if len(set(v)) != len(v):
-            raise ValueError("a submodule path is listed twice")
-        return v
+    submodules: Annotated[List[RelPath], AfterValidator(_no_repeats)] = Field(
+        default_factory=list, description="paths of the git submodules the build needs, at the commits the "
+                                          "repository pins; others stay empty")
 
 
 class FamilyPackages(Strict):
@@ -239,9 +239,8 @@ class Layers(Strict):
 
     @field_validator("paths")
     @classmethod
-    def _unique(cls, v):
-        if len(set(v)) != len(v):
-            raise ValueError("a path is listed twice")
+    def _apart(cls, v):
+        _no_repeats(v)
         for a in v:
             for b in v:
                 if a != b and b.startswith(a.rstrip("/") + "/"):
