@@ -119,14 +119,21 @@ def _gdb(api, plan: ImagePlan, image: str, elves: List[ElfInfo]) -> CheckResult:
         return CheckResult("gdb-finds-symbols", False, f"no executable under {plan.spec.prefix}/bin")
     # stopped at main, the shared libraries are loaded: their functions resolve through their debug files
     cmd = ["gdb", "-batch", "-ex", "set breakpoint pending on", "-ex", "break main", "-ex", "run"]
-    for f in functions:
-        cmd += ["-ex", f"info line {f}"]
-    cmd += ["-ex", "kill", program]
+    for i, f in enumerate(functions):
+        cmd += ["-ex", f"echo @@relman-{i}\\n", "-ex", f"info line {f}"]
+    cmd += ["-ex", "echo @@relman-end\\n", "-ex", "kill", program]
     rc, out = engine.run(api, image, cmd, user=ARBITRARY_UID, tmpfs={"/tmp": "rw"})
-    found = re.findall(r'Line (\d+) of "([^"]+)"', out)
-    ok = len(found) >= len(functions)
-    shown = "; ".join(f"{f} -> {path}:{line}" for f, (line, path) in zip(functions, found))
-    return CheckResult("gdb-finds-symbols", ok, (shown if ok else " ".join(out.split())[-300:]))
+    shown, bad = [], []
+    for i, f in enumerate(functions):
+        part = out.split(f"@@relman-{i}\n", 1)[-1].split("@@relman-", 1)[0] if f"@@relman-{i}" in out else ""
+        m = re.search(r'Line (\d+) of "([^"]+)"', part)
+        if m:
+            shown.append(f"{f} -> {m.group(2)}:{m.group(1)}")
+        else:
+            bad.append(f"{f}: {' '.join(part.split())[:120] or 'no answer'}")
+    detail = "; ".join(shown) if not bad else "; ".join(bad) + (f" (gdb: {' '.join(out.split())[-200:]})"
+                                                                  if "@@relman-0" not in out else "")
+    return CheckResult("gdb-finds-symbols", not bad, detail)
 
 
 def check_image(api, plan: ImagePlan, target: Target, image: str,

@@ -28,7 +28,9 @@ while IFS= read -r f; do
     dir="$debug_root/.build-id/$(echo "$id" | cut -c1-2)"
     out="$dir/$(echo "$id" | cut -c3-).debug"
     mkdir -p "$dir"
-    objcopy --only-keep-debug "$f" "$out"
+    # compressed where binutils can (2.26+; gdb reads it): a third of the size in the debug image
+    objcopy --only-keep-debug --compress-debug-sections=zlib "$f" "$out" 2>/dev/null \
+        || objcopy --only-keep-debug "$f" "$out"
     chmod 0644 "$out"
     objcopy --strip-debug --add-gnu-debuglink="$out" "$f"
     count=$((count + 1))
