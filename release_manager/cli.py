@@ -172,18 +172,26 @@ def demo_host_build(settings, ref):
 
 @main.command("host-build")
 @click.argument("package")
-@click.option("--ref", required=True, help="tag, branch or commit of the package repository")
+@click.option("--ref", help="tag, branch or commit of the package repository")
 @click.option("--prefix", type=click.Path(path_type=Path), help="install prefix (default <data_dir>/host-build/PACKAGE)")
 @click.option("--force", is_flag=True, help="build again even when the same inputs were built already")
 @click.option("--platform", help="the platform whose packages this machine has (default: RELMAN_PLATFORM_OVERRIDES)")
+@click.option("--list-missing", is_flag=True, help="only print the build OS packages this machine lacks")
 @click.pass_obj
-def host_build_cmd(settings, package, ref, prefix, force, platform):
+def host_build_cmd(settings, package, ref, prefix, force, platform, list_missing):
     """Build PACKAGE at REF on this machine with the image's recipe: the bare-metal reference."""
+    from release_manager.hostbuild import host_build, missing_packages
+    from release_manager.plan import make_plan, platform_for
+    specs = _specs(settings)
+    if list_missing:
+        click.echo(" ".join(missing_packages(make_plan(specs, package, platform_for(settings, specs, package,
+                                                                                      platform)))))
+        return
+    if not ref:
+        raise click.UsageError("--ref is required (unless --list-missing)")
     from release_manager.build import Builder
-    from release_manager.hostbuild import host_build
-    builder = Builder(settings, _specs(settings), echo=click.echo)
-    if platform:
-        builder.platform = platform
+    builder = Builder(settings, specs, echo=click.echo)
+    builder.platform = platform
     host_build(builder, package, ref, prefix, force=force, echo=click.echo)
 
 
@@ -212,13 +220,20 @@ register_all(main)
 @demo.command("run")
 @click.option("--input", "input_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="FT1 file to select from (default: ../shared/data/fermi/ft1/3fhl-gc-events.fits.gz)")
+@click.option("--demo-only", is_flag=True, help="the demo package alone, without the ScienceTools nightly")
 @click.pass_obj
-def demo_run(settings, input_file):
-    """The main job on embedded defaults: the demo package's nightly (build, verify, push, record), then a run."""
-    from release_manager.demo import run_demo
-    report = run_demo(settings, _specs(settings), input_file, echo=_progress())
+def demo_run(settings, input_file, demo_only):
+    """The main job on embedded defaults: the demo package's nightly (build, verify, push, record), a run of
+    its image, then the real ScienceTools nightly (Fermitools subset, verified against the host build)."""
+    from release_manager.demo import run_demo, run_sciencetools
+    specs = _specs(settings)
+    report = run_demo(settings, specs, input_file, echo=_progress())
     if report.get("status") not in ("passed", "skipped"):
         raise RelmanError(f"the demo nightly ended {report.get('status')}: {report.get('message', '')}")
+    if not demo_only:
+        report = run_sciencetools(settings, specs, echo=_progress())
+        if report.get("status") not in ("passed", "skipped"):
+            raise RelmanError(f"the ScienceTools nightly ended {report.get('status')}: {report.get('message', '')}")
 
 
 def run():  # pragma: no cover

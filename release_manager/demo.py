@@ -129,8 +129,17 @@ def run_demo(settings, specs, input_file=None, echo=print) -> dict:
             raise RelmanError(f"evtselect failed in {ref}:\n{log}")
         echo(log.strip())
         selected = work / "selected.fits"
+    summary(echo, "evtselect", report, settings)
+    if selected:
+        echo(f"selected events: {selected}")
+    echo(f"database: {db.masked_url}")
+    return report
+
+
+def summary(echo, package: str, report: dict, settings) -> None:
+    """The closing table of a nightly: one line per variant, then where the reports are."""
     echo("")
-    echo(f"nightly evtselect: {report['status']}: {report.get('message', '')}")
+    echo(f"nightly {package}: {report['status']}: {report.get('message', '')}")
     images = report.get("images", [])
     if images:
         echo(f"{'variant':9} {'build':10} {'verdict':15} {'alias':22} digest")
@@ -139,7 +148,31 @@ def run_demo(settings, specs, input_file=None, echo=print) -> dict:
             # a skipped nightly lists the recorded images with their database status
             build = i.get("build") or i.get("status", "-")
             echo(f"{i['variant']:9} {build:10} {i.get('verdict', '-'):15} {alias:22} {(i.get('digest') or '')[:19]}")
-    if selected:
-        echo(f"selected events: {selected}")
-    echo(f"results and reports: {settings.results_dir / 'evtselect'}; database: {db.masked_url}")
+    reports = sorted({str(Path(i["verify_report"]).parent.parent) for i in images if i.get("verify_report")})
+    echo(f"results: {settings.results_dir / package}" + (f"; verification reports: {', '.join(reports)}"
+                                                         if reports else ""))
+
+
+def run_sciencetools(settings, specs, echo=print) -> dict:
+    """The ScienceTools nightly on embedded defaults: the fermi-lat mirrors made from ../shared, the
+    explicit rhel7 -> debian12-local override, the host build of the release as the reference, then
+    `relman nightly sciencetools` and its summary."""
+    from release_manager import fermitools
+    from release_manager.workflows.common import Context
+    from release_manager.workflows.nightly import NightlyFailed, run_nightly
+    fermitools.init_mirrors(settings.data_dir, Path(settings.specs_dir), echo=echo)
+    update = {}
+    if not settings.git_mirrors:
+        update["git_mirrors"] = {fermitools.UPSTREAM: f"{fermitools.mirror_root(settings.data_dir)}/"}
+    if "rhel7" not in settings.platform_overrides:
+        update["platform_overrides"] = {**settings.platform_overrides, "rhel7": "debian12-local"}
+        echo("ScienceTools: production platform rhel7, built here on debian12-local (an explicit override, "
+             "recorded in the labels and the database)")
+    st = settings.model_copy(update=update)
+    try:
+        report = run_nightly(Context(st, specs, echo=echo), "sciencetools")
+    except NightlyFailed as exc:
+        summary(echo, "sciencetools", exc.report, st)
+        raise
+    summary(echo, "sciencetools", report, st)
     return report

@@ -10,6 +10,10 @@ Branches of the umbrella (fixtures for tests, benchmarks and the nightly):
   master            the subset; tag FIXTURE_TAG
   leaf-change       pins a dataSubselector commit whose only change is a comment in a source file
                     (a one-package change: its layer and those after it rebuild, nothing else)
+  broken-selection  pins a dataSubselector commit with a one-line change in a selection: the sky-cone
+                    filter gtselect hands to cfitsio uses 0.9 times the radius asked for. It builds fine,
+                    the keywords still say the radius asked for, and fewer events are selected: science
+                    verification must catch it.
 """
 from __future__ import annotations
 
@@ -82,11 +86,15 @@ def init_mirrors(data_dir: Path, specs_dir: Path, sources: Optional[Path] = None
         pins[name] = git.Repo(dest).commit("master").hexsha
     umbrella = root / f"{UMBRELLA}.git"
     if umbrella.exists():
-        echo(f"mirrors in {root} already exist ({len(pins)} packages and {UMBRELLA}.git)")
-        return root
+        have = git.Repo(umbrella)
+        if {"master", *DATASUBSELECTOR_CHANGES} <= {h.name for h in have.heads} and \
+                FIXTURE_TAG in [t.name for t in have.tags]:
+            echo(f"mirrors in {root} already exist ({len(pins)} packages and {UMBRELLA}.git)")
+            return root
+        shutil.rmtree(umbrella)   # made by an older relman: its fixture branches are remade
     _make_umbrella(umbrella, sources, pins, root)
     echo(f"mirrors of {len(pins)} fermi-lat packages and {UMBRELLA}.git (tag {FIXTURE_TAG}, branches master, "
-         f"leaf-change) in {root}")
+         f"{', '.join(DATASUBSELECTOR_CHANGES)}) in {root}")
     echo(f"build from them with RELMAN_GIT_MIRRORS='{mirror_setting(data_dir)}'")
     return root
 
@@ -107,11 +115,12 @@ def _make_umbrella(dest: Path, sources: Path, pins: Dict[str, str], root: Path) 
         _commit(repo, f"{UMBRELLA} umbrella (build files of 3a626c4a) with the gtselect/gtmktime/gtbin subset pinned")
         with repo.git.custom_environment(**_env(WHEN)):
             repo.git.tag("-a", FIXTURE_TAG, "-m", "the Fermitools subset, fixture release")
-        # leaf-change: a comment-only change in dataSubselector, pinned on a branch
-        sub_sha = _leaf_commit(root / "dataSubselector.git", tmp)
-        repo.git.checkout("-q", "-b", "leaf-change")
-        repo.git.update_index("--cacheinfo", f"160000,{sub_sha},src/dataSubselector")
-        _commit(repo, "pin dataSubselector leaf-change (comment only)", "2026-08-05T12:00:00+00:00")
+        # branches pinning a changed dataSubselector
+        for branch, (sub_branch, path, old, new, message) in DATASUBSELECTOR_CHANGES.items():
+            sub_sha = _sub_commit(root / "dataSubselector.git", tmp, sub_branch, path, old, new, message)
+            repo.git.checkout("-q", "-b", branch, "master")
+            repo.git.update_index("--cacheinfo", f"160000,{sub_sha},src/dataSubselector")
+            _commit(repo, f"pin dataSubselector {sub_branch}", "2026-08-05T12:00:00+00:00")
         repo.git.checkout("-q", "master")
         git.Repo.clone_from(str(work), tmp / "bare.git", bare=True, no_hardlinks=True)
         bare = git.Repo(tmp / "bare.git")
@@ -122,15 +131,32 @@ def _make_umbrella(dest: Path, sources: Path, pins: Dict[str, str], root: Path) 
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _leaf_commit(bare: Path, tmp: Path) -> str:
-    """A commit on dataSubselector's branch relman-leaf-change: one comment line in one source file."""
+# umbrella branch -> (dataSubselector branch, file, text replaced, replacement, commit message)
+DATASUBSELECTOR_CHANGES = {
+    "leaf-change": ("relman-leaf-change", "src/Cuts.cxx", None,
+                    "// relman fixture: a comment-only change (leaf-change)\n", "Cuts.cxx: comment only"),
+    "broken-selection": ("relman-broken-selection", "src/SkyConeCut.cxx",
+                         '<< dec << ") < " << m_radius;', '<< dec << ") < " << m_radius*0.9;',
+                         "SkyConeCut.cxx: the cone filter uses 0.9 times the radius (a deliberate bug)"),
+}
+
+
+def _sub_commit(bare: Path, tmp: Path, branch: str, path: str, old: Optional[str], new: str, message: str) -> str:
+    """A commit on a branch of dataSubselector changing one line of one file (old=None: append new)."""
     repo = git.Repo(bare)
-    if "relman-leaf-change" in [h.name for h in repo.heads]:
-        return repo.commit("relman-leaf-change").hexsha
-    work = git.Repo.clone_from(str(bare), tmp / "dataSubselector")
-    path = Path(work.working_tree_dir) / "src" / "Cuts.cxx"
-    path.write_text(path.read_text() + "// relman fixture: a comment-only change (leaf-change)\n")
+    if branch in [h.name for h in repo.heads]:
+        return repo.commit(branch).hexsha
+    work = git.Repo.clone_from(str(bare), tmp / f"dataSubselector-{branch}")
+    f = Path(work.working_tree_dir) / path
+    text = f.read_text()
+    if old is None:
+        text += new
+    else:
+        if text.count(old) != 1:
+            raise UsageError(f"dataSubselector {path}: the line to change ({old!r}) is not there once")
+        text = text.replace(old, new)
+    f.write_text(text)
     work.git.add("-A")
-    _commit(work, "Cuts.cxx: comment only (relman fixture)", "2026-08-05T12:00:00+00:00")
-    work.git.push("-q", "origin", "HEAD:refs/heads/relman-leaf-change")
+    _commit(work, f"{message} (relman fixture)", "2026-08-05T12:00:00+00:00")
+    work.git.push("-q", "origin", f"HEAD:refs/heads/{branch}")
     return work.head.commit.hexsha

@@ -106,3 +106,13 @@ def _run(step: str, cwd: Path, env: dict, package: str, echo: Echo) -> None:
     if r.returncode != 0:
         tail = "\n    ".join(r.stdout.splitlines()[-25:])
         raise RelmanError(f"host build of {package} failed at `{step}` (exit {r.returncode}):\n    {tail}")
+
+
+def ensure_host_reference(settings, specs, package: str, echo: Echo = print) -> Path:
+    """The host reference a spec names (verification.reference.host_ref), built with the image's recipe
+    into its host_prefix, or reused when its inputs have not changed."""
+    from release_manager.build import Builder
+    from release_manager.verify.runner import resolve_path
+    ref = specs.get(package).spec.verification.reference
+    prefix = resolve_path(ref.host_prefix, settings)
+    return host_build(Builder(settings, specs, echo=echo), package, ref.host_ref, prefix, echo=echo)

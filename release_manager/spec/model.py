@@ -374,6 +374,9 @@ class Reference(Strict):
     environment: Optional[Literal["host", "image"]] = None
     image: Optional[OneLine] = Field(None, description="rerun in image: reference image reference")
     host_prefix: Optional[OneLine] = Field(None, description="rerun on host: install prefix of the bare-metal build")
+    host_ref: Optional[OneLine] = Field(None, description="rerun on host: relman builds the reference itself "
+                                                          "(`relman host-build`, the image's recipe) from this ref, "
+                                                          "a trusted release, and reuses it while it is unchanged")
 
     @model_validator(mode="after")
     def _consistent(self):

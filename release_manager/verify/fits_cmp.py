@@ -194,6 +194,11 @@ def compare_headers(relpath, hname, hr, hc, rule: CompareRule, is_table: bool) -
     vr, cr = _cards(hr, ignore, is_table)
     vc, cc = _cards(hc, ignore, is_table)
     problems = []
+    masks = [re.compile(p) for p in rule.mask_patterns]
+    if masks:   # paths and dates in string keywords, masked by the rule's patterns (never a blanket ignore)
+        for side in (vr, vc):
+            for k, vals in side.items():
+                side[k] = [_mask(v, masks) if isinstance(v, str) else v for v in vals]
     for k in vr:
         if k not in vc:
             problems.append(f"{k} missing in the candidate")
@@ -204,14 +209,15 @@ def compare_headers(relpath, hname, hr, hc, rule: CompareRule, is_table: bool) -
     for k in vc:
         if k not in vr:
             problems.append(f"{k} only in the candidate ({vc[k][0]!r})")
-    masks = [re.compile(p) for p in rule.mask_patterns]
     for k in ("HISTORY", "COMMENT"):
         if k in ignore:
             continue
-        a = [_mask(x, masks) for x in cr[k]]
-        b = [_mask(x, masks) for x in cc[k]]
+        # long text wraps over several cards, so a path may be cut in two: the masks see the joined text
+        a, b = _mask("".join(cr[k]), masks), _mask("".join(cc[k]), masks)
         if a != b:
-            problems.append(f"{k} cards differ ({len(a)} vs {len(b)} lines)")
+            at = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+            problems.append(f"{k} cards differ ({len(cr[k])} vs {len(cc[k])} lines; first difference at "
+                            f"{a[max(0, at - 20):at + 40]!r} vs {b[max(0, at - 20):at + 40]!r})")
     th = {"ignored": sorted(ignore)}
     if problems:
         return Check(relpath, "header", FAIL, hname, "", f"header of {hname}: {len(problems)} keyword difference(s): "

@@ -233,6 +233,19 @@ def map_argv(argv: List[str], inputs: Dict[str, Path], outdir: Path, bindir: Opt
     return out
 
 
+def host_environment(spec, prefix: Path, user_dir: Path) -> Dict[str, str]:
+    """What the image's entrypoint sets up, for the host build in prefix: the image environment and the
+    per-run one ({user_dir} -> a fresh folder of this run), the image prefix replaced by the host's."""
+    env = dict(os.environ)
+    for k, v in list(spec.environment.items()) + list(spec.run.environment.items()):
+        env[k] = v.replace(spec.prefix, str(prefix)).replace("{user_dir}", str(user_dir))
+        for part in re.split(r"[;:]", v):
+            if "{user_dir}" in part:
+                Path(part.replace("{user_dir}", str(user_dir))).mkdir(parents=True, exist_ok=True)
+    env["PATH"] = f"{prefix / 'bin'}:{env.get('PATH', '')}"
+    return env
+
+
 def run_on_host(argv: List[str], step: str, cwd: Path, env: Dict[str, str], timeout: int = STEP_TIMEOUT) -> StepRun:
     run = StepRun("reference", step, list(argv))
     t0 = time.monotonic()
@@ -301,6 +314,9 @@ def verify_package(settings, specs, package: str, image: str, workdir: Path, api
     logs = _fresh_dir(workdir / "logs")
 
     # the reference first: a missing reference is a usage error before any container runs
+    if ver.reference.kind == "rerun" and ver.reference.environment == "host" and ver.reference.host_ref:
+        from release_manager.hostbuild import ensure_host_reference
+        ensure_host_reference(settings, specs, package, echo=echo)
     ref_desc, host_bin, ref_image = _reference(ver.reference, settings)
     api = api or engine.connect(settings)
     full = image_reference(settings, package, image)
@@ -334,10 +350,7 @@ def verify_package(settings, specs, package: str, image: str, workdir: Path, api
             if ref_image:
                 r = run_in_image(api, ref_image, st.command, inputs, ref_out, st.name, side="reference")
             else:
-                env = dict(os.environ)
-                for k, v in spec.environment.items():
-                    env[k] = v.replace(spec.prefix, str(host_bin.parent))
-                env["PATH"] = f"{host_bin}:{env.get('PATH', '')}"
+                env = host_environment(spec, host_bin.parent, _fresh_dir(workdir / "host-user"))
                 argv = map_argv(st.command, inputs, ref_out, host_bin)
                 echo(f"reference: {st.name}: {' '.join(argv)}")
                 r = run_on_host(argv, st.name, ref_out, env)
@@ -371,8 +384,8 @@ def _reference(ref, settings):
         prefix = resolve_path(ref.host_prefix, settings)
         bindir = prefix / "bin"
         if not bindir.is_dir():
-            raise VerifyUsageError(f"reference host build missing: {bindir} does not exist (for the demo: "
-                                   "`relman demo host-build`)")
+            raise VerifyUsageError(f"reference host build missing: {bindir} does not exist (make it with "
+                                   "`relman host-build PACKAGE --ref REF`; for the demo: `relman demo host-build`)")
         return f"host build in {prefix}", bindir, None
     if not ref.image:
         raise VerifyUsageError("verification.reference: an image rerun needs 'image'")
