@@ -125,6 +125,9 @@ def build(settings, package, ref, variants, push, force, no_cache, as_json, plat
     for r in results:
         size = f"{r.size / 1e6:.0f} MB" if r.size else "-"
         click.echo(f"{r.target:12} {r.status:8} {size:>8}  {r.repository}:{r.tags[0]}  {r.digest or r.image_id or ''}")
+    sizes = {r.target: r.size for r in results if r.size}
+    if "runtime" in sizes and "full" in sizes:
+        click.echo(f"runtime/full size ratio: {sizes['runtime'] / sizes['full']:.2f}")
 
 
 def _progress(err: bool = False):
