@@ -22,14 +22,18 @@ SPECS = load_specs(PROJECT_ROOT / "image_specs")
 REGENERATE = os.environ.get("RELMAN_REGENERATE_GOLDEN") == "1"
 
 
-def _rendered(name):
-    return render_package(make_plan(SPECS, name), registry="127.0.0.1:5000", namespace="fermi-lat")
+# (package, platform override): what is rendered for its production platform, and what is built here
+CASES = [(n, None) for n in sorted(SPECS.packages)] + [("sciencetools", "debian12-local")]
 
 
-@pytest.mark.parametrize("name", sorted(SPECS.packages))
-def test_render_matches_golden(name):
-    files = _rendered(name)
-    gdir = GOLDEN / name
+def _rendered(name, platform=None):
+    return render_package(make_plan(SPECS, name, platform), registry="127.0.0.1:5000", namespace="fermi-lat")
+
+
+@pytest.mark.parametrize("name,platform", CASES, ids=lambda v: v or "")
+def test_render_matches_golden(name, platform):
+    files = _rendered(name, platform)
+    gdir = GOLDEN / (name if platform is None else f"{name}@{platform}")
     if REGENERATE:
         for rel, text in files.items():
             (gdir / rel).parent.mkdir(parents=True, exist_ok=True)

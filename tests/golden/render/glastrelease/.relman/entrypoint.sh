@@ -38,6 +38,14 @@ user_dir() {
 
 setup_environment() {
     :
+    # the package's own set-up script
+    if [ -r '/opt/glast/bin/redhat6-x86_64-64bit-gcc44-Optimized/_setup.sh' ]; then
+        set +u
+        . '/opt/glast/bin/redhat6-x86_64-64bit-gcc44-Optimized/_setup.sh'
+        set -u
+    else
+        echo "relman-entrypoint: warning: the set-up script /opt/glast/bin/redhat6-x86_64-64bit-gcc44-Optimized/_setup.sh is not in this image" >&2
+    fi
 }
 
 programs() {
