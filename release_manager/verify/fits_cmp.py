@@ -212,8 +212,9 @@ def compare_headers(relpath, hname, hr, hc, rule: CompareRule, is_table: bool) -
     for k in ("HISTORY", "COMMENT"):
         if k in ignore:
             continue
-        # long text wraps over several cards, so a path may be cut in two: the masks see the joined text
-        a, b = _mask("".join(cr[k]), masks), _mask("".join(cc[k]), masks)
+        # long text wraps over several cards, so a path may be cut in two: the masks see the joined text,
+        # and where it wraps depends on the text's length (a blank at a card's end is lost): blanks do not count
+        a, b = (re.sub(r"\s+", "", _mask("".join(x[k]), masks)) for x in (cr, cc))
         if a != b:
             at = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
             problems.append(f"{k} cards differ ({len(cr[k])} vs {len(cc[k])} lines; first difference at "

@@ -346,12 +346,19 @@ def verify_package(settings, specs, package: str, image: str, workdir: Path, api
         ref_dir = ref_out = Path(ref_desc)
     else:
         _fresh_dir(ref_out, platform.uid if ref_image else None)
+        # on the host too the inputs go by their names (the tools write input file names into HISTORY)
+        host_inputs = {}
+        if not ref_image:
+            named = _fresh_dir(workdir / "host-inputs")
+            for n, p in inputs.items():
+                (named / n).symlink_to(p)
+                host_inputs[n] = named / n
         for st in ver.workload:
             if ref_image:
                 r = run_in_image(api, ref_image, st.command, inputs, ref_out, st.name, side="reference")
             else:
                 env = host_environment(spec, host_bin.parent, _fresh_dir(workdir / "host-user"))
-                argv = map_argv(st.command, inputs, ref_out, host_bin)
+                argv = map_argv(st.command, host_inputs, ref_out, host_bin)
                 echo(f"reference: {st.name}: {' '.join(argv)}")
                 r = run_on_host(argv, st.name, ref_out, env)
             steps.append(r)
