@@ -155,7 +155,7 @@ def main() -> int:
         env.pop("RELMAN_CONFIG", None)
         for cmd in (["images", "list", "--package", pkg], ["images", "list", "--package", pkg, "--json"],
                     ["history", pkg], ["history", pkg, "--json"]):
-            def run():
+            def run(cmd=cmd):
                 p = subprocess.run([sys.executable, "-m", "release_manager", *cmd], env=env,
                                    capture_output=True, text=True)
                 if p.returncode:

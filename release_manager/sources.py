@@ -12,14 +12,14 @@ import re
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterable, Optional, Sequence, Tuple
 
 import git
 
 from release_manager.errors import UsageError
 
 # A git ref as a user may give it: no shell or option metacharacters, no '..', no leading '-'.
-REF_RE = re.compile(r"^(?!-)(?!.*\.\.)(?!.*//)[A-Za-z0-9][A-Za-z0-9._/+-]{0,199}$")
+REF_RE = re.compile(r"^(?!-)(?!.*\.\.)(?!.*//)[A-Za-z0-9][A-Za-z0-9._/+-]{0,199}\Z")
 
 
 def validate_ref(ref: str) -> str:
@@ -31,7 +31,7 @@ def validate_ref(ref: str) -> str:
 
 # A submodule URL from a repository's .gitmodules: a URL of a known scheme, scp-like user@host:path, an
 # absolute path, or a relative ../path; no whitespace, no leading '-' (git would read an option), no ext::.
-SUBMODULE_URL_RE = re.compile(r"^(?:(?:https?|git|ssh|file)://[^\s]+|[\w.-]+@[\w.-]+:[^\s]+|/[^\s]+|\.\.?/[^\s]+)$")
+SUBMODULE_URL_RE = re.compile(r"^(?:(?:https?|git|ssh|file)://[^\s]+|[\w.-]+@[\w.-]+:[^\s]+|/[^\s]+|\.\.?/[^\s]+)\Z")
 
 
 def resolve_url(url: str, data_dir: Path) -> str:
@@ -121,7 +121,7 @@ class SourceRepo:
             heads = sorted(h.name for h in repo.heads)
             raise UsageError(f"ref {ref!r} not found in {self.url} (branches: {', '.join(heads) or 'none'}; "
                              f"latest tags: {', '.join(tags) or 'none'})") from None
-        if kind == "commit" and not re.match(r"^[0-9a-f]{7,40}$", ref):
+        if kind == "commit" and not re.match(r"^[0-9a-f]{7,40}\Z", ref):
             raise UsageError(f"ref {ref!r} is neither a tag, a branch nor a commit id of {self.url}")
         version = ref if kind == "tag" else f"{ref}-g{commit.hexsha[:12]}" if kind == "branch" else commit.hexsha[:12]
         return Revision(self.url, ref, commit.hexsha, commit.tree.hexsha, kind, version,

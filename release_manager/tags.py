@@ -16,10 +16,10 @@ import re
 
 from release_manager.errors import UsageError
 
-TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}\Z")
 # Distribution's repository-name grammar (path components joined by '/').
-REPO_COMPONENT_RE = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
-REQUESTER_RE = re.compile(r"^[a-z][a-z0-9]{0,31}$")
+REPO_COMPONENT_RE = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*\Z")
+REQUESTER_RE = re.compile(r"^[a-z][a-z0-9]{0,31}\Z")
 
 
 def check_tag(tag: str) -> str:

@@ -82,9 +82,12 @@ def test_components_render_for_glastrelease():
     text = _rendered("glastrelease")["Dockerfile"]
     for comp in ("digi", "recon-merit"):
         assert f"AS component-{comp}" in text
-    # L1 component images carry no Geant4
-    comp_section = text[text.index("AS component-digi"):]
-    assert "geant4" not in comp_section.lower().split("# ----")[0] or True
+    # L1 component images copy only their own paths from the build (no Geant4 external, no full prefix)
+    for comp in ("digi", "recon-merit"):
+        section = text[text.index(f"AS component-{comp}"):].split("# ----")[0]
+        copies = [ln for ln in section.splitlines() if ln.startswith("COPY --from=build")]
+        assert copies and all("geant4" not in ln.lower() for ln in copies), copies
+        assert not any(ln.split()[2] == "/opt/glast/" for ln in copies), "the whole prefix is not copied"
 
 
 def test_render_writes_files(tmp_path):

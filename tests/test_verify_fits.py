@@ -241,3 +241,36 @@ def test_unreadable_fits_and_uncovered_output(work, tmp_path):
     assert r.exit_code == 2 and "extra.dat" in r.output and "not covered by any rule" in r.output
     with pytest.raises(VerifyUsageError):
         compare_paths(a, b / "x.fits", default_rules())
+
+
+def _with_history(work, name, lines, keyword_value):
+    def edit(h):
+        for line in lines:
+            h[1].header.add_history(line)
+        h[1].header["INFILE"] = keyword_value
+    return perturb(work, name, edit)
+
+
+def test_history_paths_masked_by_rule_not_ignored(work):
+    long_host = "/tmp/pytest-of-someone/pytest-12/relman-data0/results/sciencetools/outputs/reference"
+    ref = _with_history(work, "h-ref.fits", [f"copied from {long_host}/crab-mktime.fits[EVENTS] by gtbin"],
+                        f"{long_host}/crab-mktime.fits")
+    cand = _with_history(work, "h-cand.fits", ["copied from /outputs/crab-mktime.fits[EVENTS] by gtbin"],
+                         "/outputs/crab-mktime.fits")
+    other = _with_history(work, "h-other.fits", ["copied from /outputs/crab-select.fits[EVENTS] by gtbin"],
+                          "/outputs/crab-mktime.fits")
+    for d, f in (("hist-ref", ref), ("hist-cand", cand), ("hist-other", other)):
+        (work / d).mkdir(exist_ok=True)
+        shutil.copy(f, work / d / "p.fits")
+    masked = CompareRule(pattern="*.fits", comparator="fits", key_columns=["RUN_ID", "EVENT_ID"],
+                         mask_patterns=[r"(/[A-Za-z0-9._+-]+)+/"])
+    bare = CompareRule(pattern="*.fits", comparator="fits", key_columns=["RUN_ID", "EVENT_ID"])
+    # the long host path wraps over two HISTORY cards: the mask still sees it whole
+    with fits.open(ref) as a, fits.open(cand) as b:
+        assert len(a[1].header["HISTORY"]) > len(b[1].header["HISTORY"])
+    assert compare_paths(work / "hist-ref", work / "hist-cand", [masked]).verdict == "pass"
+    assert compare_paths(work / "hist-ref", work / "hist-cand", [bare]).verdict == "fail"
+    # a different file name is still a difference: only the folders are masked
+    out = compare_paths(work / "hist-ref", work / "hist-other", [masked])
+    assert out.verdict == "fail"
+    assert any("HISTORY" in c.message and "crab-select" in c.message for c in out.checks if c.result == "fail")

@@ -216,8 +216,3 @@ def test_reconcile_reports_and_fixes(ctx, pkg, wf_settings, monkeypatch):
     assert reg(wf_settings).manifest_digest(pkg["path"], "keep-a-runtime") == STATE["a"]["runtime"]
     assert {x["id"]: x["status"] for x in image_rows(ctx, pkg["name"])}[o.image] == "retired"
     assert reconcile(ctx, package=pkg["name"])["status"] == "clean"
-
-
-def test_timings_reported():
-    print(f"\nnightly timings: first {STATE.get('first_seconds', 0):.1f} s, unchanged {STATE.get('skip_seconds', 0):.1f} s, "
-          f"new commit {STATE.get('second_seconds', 0):.1f} s")

@@ -13,7 +13,7 @@ from release_manager.db.models import (AuditEvent, DebugRequest, Image, ImageTag
                                        VerificationCheck, VerificationRun)
 from release_manager.errors import NotFound, UsageError
 
-HEX_ID = re.compile(r"^(sha256:)?[0-9a-f]{8,64}$")
+HEX_ID = re.compile(r"^(sha256:)?[0-9a-f]{8,64}\Z")
 
 LIST_COLUMNS = (Image.id, Package.name.label("package"), Image.variant, Image.target, Image.ref, Image.commit,
                 Image.status, Image.repository, Image.tags, Image.digest, Image.image_id, Image.size,

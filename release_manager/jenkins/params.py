@@ -14,7 +14,7 @@ from release_manager.errors import UsageError
 from release_manager.sources import validate_ref
 from release_manager.tags import check_requester, check_tag
 
-REASON_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 .,:_()/#+@=-]{0,199}$")
+REASON_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 .,:_()/#+@=-]{0,199}\Z")
 GROUPS_SPLIT_RE = re.compile(r"[,\s]+")
 
 

@@ -15,14 +15,14 @@ from typing import Annotated, Dict, List, Literal, Optional
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 VARIANTS = ("full", "runtime", "debug", "env")
-PLACEHOLDER_RE = re.compile(r"^<placeholder: [^<>\n]+>$")
+PLACEHOLDER_RE = re.compile(r"^<placeholder: [^<>\n]+>\Z")
 # One path component of an OCI repository name; also safe unquoted in a shell.
-NAME_RE = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$")
-ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-OS_PACKAGE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.+_:~=*-]*$")
-DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
-LABEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)\s*$")
+NAME_RE = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*\Z")
+ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
+OS_PACKAGE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.+_:~=*-]*\Z")
+DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}\Z")
+LABEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
+SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)\s*\Z")
 SIZE_UNITS = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
               "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40}
 
@@ -48,7 +48,7 @@ def _one_line(v: str) -> str:
 
 def _abs_path(v: str, glob: bool = False) -> str:
     _one_line(v)
-    chars = r"^[A-Za-z0-9_./+*-]+$" if glob else r"^[A-Za-z0-9_./+-]+$"
+    chars = r"^[A-Za-z0-9_./+*-]+\Z" if glob else r"^[A-Za-z0-9_./+-]+\Z"
     if not v.startswith("/") or ".." in v.split("/") or not re.match(chars, v):
         raise ValueError(f"{v!r} must be an absolute path of letters, digits and ._+-/{'*' if glob else ''} "
                          "without '..'")
@@ -57,7 +57,7 @@ def _abs_path(v: str, glob: bool = False) -> str:
 
 def _rel_path(v: str) -> str:
     _one_line(v)
-    if v.startswith("/") or ".." in v.split("/") or not re.match(r"^[A-Za-z0-9_./*+-]+$", v):
+    if v.startswith("/") or ".." in v.split("/") or not re.match(r"^[A-Za-z0-9_./*+-]+\Z", v):
         raise ValueError(f"{v!r} must be a relative path (letters, digits, ._*+-/) without '..'")
     return v
 
@@ -66,7 +66,7 @@ def _url_or_placeholder(v: str) -> str:
     _one_line(v)
     if is_placeholder(v):
         return v
-    if not re.match(r"^(https?|git|ssh|file)://\S+$|^[\w.-]+@[\w.-]+:\S+$|^\{data_dir\}/\S+$", v):
+    if not re.match(r"^(https?|git|ssh|file)://\S+\Z|^[\w.-]+@[\w.-]+:\S+\Z|^\{data_dir\}/\S+\Z", v):
         raise ValueError(f"{v!r} is not a URL (http(s)://, git://, ssh://, file://, user@host:path, "
                          "{data_dir}/path) nor a '<placeholder: ...>'")
     return v
@@ -79,7 +79,7 @@ def _digest_or_placeholder(v: str) -> str:
 
 
 def _sha256_or_placeholder(v: str) -> str:
-    if is_placeholder(v) or re.match(r"^[0-9a-f]{64}$", v):
+    if is_placeholder(v) or re.match(r"^[0-9a-f]{64}\Z", v):
         return v
     raise ValueError(f"{v!r} is not 64 hex digits nor a '<placeholder: ...>'")
 
@@ -403,7 +403,7 @@ class NightlyJob(Strict):
     @field_validator("cron")
     @classmethod
     def _cron(cls, v):
-        if len(v.split()) != 5 or not re.match(r"^[0-9HhA-Za-z*/,\- ()]+$", v):
+        if len(v.split()) != 5 or not re.match(r"^[0-9HhA-Za-z*/,\- ()]+\Z", v):
             raise ValueError(f"{v!r} is not a 5-field Jenkins cron spec (e.g. 'H 2 * * *')")
         return v
 

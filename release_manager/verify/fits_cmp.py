@@ -204,8 +204,7 @@ def compare_headers(relpath, hname, hr, hc, rule: CompareRule, is_table: bool) -
             problems.append(f"{k} missing in the candidate")
         elif len(vr[k]) != len(vc[k]) or not all(_value_equal(a, b, rule.floats.rtol, rule.floats.atol)
                                                  for a, b in zip(vr[k], vc[k])):
-            show = (lambda v: repr(v[0]) if len(v) == 1 else repr(v))
-            problems.append(f"{k}: {show(vr[k])} vs {show(vc[k])}")
+            problems.append(f"{k}: {_show(vr[k])} vs {_show(vc[k])}")
     for k in vc:
         if k not in vr:
             problems.append(f"{k} only in the candidate ({vc[k][0]!r})")
@@ -226,6 +225,10 @@ def compare_headers(relpath, hname, hr, hc, rule: CompareRule, is_table: bool) -
                      statistic=float(len(problems)), details={"differences": problems, "ignored": sorted(ignore)})
     return Check(relpath, "header", PASS, hname, "", f"{len(vr)} keyword(s) equal "
                  f"(ignoring {', '.join(sorted(ignore))})", details=th)
+
+
+def _show(values) -> str:
+    return repr(values[0]) if len(values) == 1 else repr(values)
 
 
 def _mask(s, masks):

@@ -218,7 +218,7 @@ class TableCompare:
         names = list(self.plan.rowwise)
         if not names or len(pr) == 0:
             return
-        fixed = all(self.cand.dtype(n) != object and self.ref.dtype(n) != object for n in names)
+        fixed = all(self.cand.dtype(n).kind != "O" and self.ref.dtype(n).kind != "O" for n in names)
         if len(pr) <= 4 * GATHER_ROWS or not fixed:
             for a in range(0, len(pr), GATHER_ROWS):
                 ri, ci = pr[a:a + GATHER_ROWS], pc[a:a + GATHER_ROWS]

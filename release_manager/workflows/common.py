@@ -14,8 +14,8 @@ from release_manager.errors import UsageError
 
 Echo = Callable[[str], None]
 GC_ACTOR = "relman-gc"
-USER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$")
-NIGHTLY_RE = re.compile(r"^nightly-(\d{8})-(.+)$")
+USER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}\Z")
+NIGHTLY_RE = re.compile(r"^nightly-(\d{8})-(.+)\Z")
 
 
 def utcnow() -> dt.datetime:
