@@ -146,6 +146,7 @@ class Builder:
     def base_digest(self, plan: ImagePlan) -> str:
         base = plan.platform.base_image
         if not base.local:
+            assert base.digest, "prepare() refuses an unpinned base"
             return base.digest
         try:
             return self.api.inspect_image(base.reference)["Id"]
@@ -203,6 +204,7 @@ class Builder:
                 if t.variant == "runtime" and res.layers:
                     runtime_layers = [layer["digest"] for layer in res.layers]
                 if push and not res.pushed:
+                    assert registry is not None   # made above whenever push is asked for
                     self._push(res, repository, registry)
             except (BuildError, RegistryError, *ENGINE_GONE) as exc:
                 err = exc if isinstance(exc, (BuildError, RegistryError)) else engine_lost(f"{plan.name} {t.name}", exc)
@@ -270,10 +272,11 @@ class Builder:
         else:
             res.digest = existing["digest"]
             res.pushed = True
-            path = tags.registry_path(repository)
+            rpath = tags.registry_path(repository)
+            assert reg is not None, "a registry hit comes from a registry"
             for tag in res.tags:
-                if reg.manifest_digest(path, tag) != res.digest:
-                    reg.retag(path, tags.key_tag(res.build_key), tag)
+                if reg.manifest_digest(rpath, tag) != res.digest:
+                    reg.retag(rpath, tags.key_tag(res.build_key), tag)
             res.message = f"build key {res.build_key[:12]} already in the registry as {res.digest}: skipped"
         self.echo(f"{res.target}: {res.message}")
 
@@ -353,6 +356,7 @@ class Builder:
                 pass
 
     def _manifest(self, plan, res: BuildResult):
+        assert res.image_id
         rc, out = engine.run(self.api, res.image_id, package_query_command(plan.manager))
         if rc != 0:
             raise BuildError(f"{plan.name} {res.target}: listing OS packages failed: {out[-500:]}")
@@ -363,7 +367,7 @@ class Builder:
 
     def _budget(self, plan, t: Target, res: BuildResult):
         budget = t.component.size_budget if t.component else plan.spec.size_budget.get(t.variant)
-        if not budget:
+        if not budget or res.size is None:
             return
         over = res.size > budget.max
         res.size_budget = {"max": budget.max, "on_exceed": budget.on_exceed, "over": over}

@@ -65,7 +65,7 @@ class Registry:
 
     def _request(self, method: str, path: str, ok=(200,), **kw) -> requests.Response:
         url = f"{self.base}/{path}"
-        last = None
+        last: Optional[Exception] = None
         for attempt in range(self.retries):
             try:
                 r = self.session.request(method, url, timeout=self.timeout, **kw)

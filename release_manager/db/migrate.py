@@ -25,7 +25,9 @@ def config(connection=None) -> Config:
 
 
 def head() -> str:
-    return ScriptDirectory.from_config(config()).get_current_head()
+    top = ScriptDirectory.from_config(config()).get_current_head()
+    assert top, "the migrations folder has a head"
+    return top
 
 
 @dataclass
@@ -42,7 +44,7 @@ class Status:
 
 def status(db) -> Status:
     script = ScriptDirectory.from_config(config())
-    top = script.get_current_head()
+    top = head()
     if not db.exists():
         return Status(db.masked_url, "empty", None, top,
                       f"the database {db.masked_url} does not exist yet: run `relman db upgrade` to create it")

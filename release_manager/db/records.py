@@ -129,11 +129,16 @@ def _walk(s: Session, img: Image, target: str, actor: str, action: str, **detail
         _move(s, img, st, actor, action=action, **detail)
 
 
+def _dialect(s: Session) -> str:
+    """The session's database kind (row locks: SQLite has none, its writer holds the whole file)."""
+    return s.get_bind().dialect.name
+
+
 def _resolve(s: Session, image: ImageRef, lock: bool = True) -> Image:
     if isinstance(image, Image):
         image = image.id
     img = find_image(s, image)
-    if lock and s.bind.dialect.name != "sqlite":
+    if lock and _dialect(s) != "sqlite":
         s.refresh(img, with_for_update=True)
     return img
 
@@ -162,7 +167,7 @@ def _record_one(s: Session, r: ParsedResult, actor: str, requested_by: Optional[
     pkg = _package(s, d.package, actor)
     rev = _revision(s, pkg, d.ref, d.commit)
     q = select(Image).where(Image.build_key == d.build_key, Image.variant == d.variant)
-    if s.bind.dialect.name != "sqlite":
+    if _dialect(s) != "sqlite":
         q = q.with_for_update()
     same = s.scalar(q.where(Image.identity == d.identity))
     if same is not None:
@@ -374,7 +379,7 @@ def request_debug_build(requester: str, package: str, ref: str, expires_in: dt.t
     from release_manager.tags import check_requester
     check_requester(requester)
     actor = actor or requester
-    until = parse_time(expires_at) if expires_at else utcnow() + expires_in
+    until = (parse_time(expires_at) if expires_at else None) or utcnow() + expires_in
     if until <= utcnow():
         raise UsageError(f"debug build request for {package} {ref}: expiry {until:%Y-%m-%d %H:%M} is in the past")
 

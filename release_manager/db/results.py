@@ -94,7 +94,8 @@ class BuildDoc(BaseModel):
             return self.digest
         if self.image_id:
             return f"image:{self.image_id}"
-        return f"attempt:{(self.started or self.finished).isoformat()}"
+        when = self.started or self.finished
+        return f"attempt:{when.isoformat() if when else 'unknown'}"
 
     def check_consistency(self) -> None:
         if self.status != "failed" and not (self.image_id or self.digest):

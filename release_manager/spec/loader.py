@@ -143,7 +143,7 @@ def _allowed_keys(data, loc) -> List[str]:
     """Field names the model accepts at the parent of loc."""
     model = PlatformsFile if isinstance(data, dict) and "platforms" in data and len(loc) and loc[0] == "platforms" \
         else PackageSpec
-    cur = model
+    cur: type = model
     for part in loc[:-1]:
         if isinstance(part, int):
             continue

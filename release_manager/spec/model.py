@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import fnmatch
 import re
-from typing import Annotated, Dict, List, Literal, Optional
+from typing import Annotated, Dict, List, Literal, Optional, Tuple
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -123,6 +123,7 @@ Sha256OrPlaceholder = Annotated[str, AfterValidator(_sha256_or_placeholder)]
 Regex = Annotated[str, AfterValidator(_regex)]
 OsPackage = Annotated[str, AfterValidator(_os_package)]
 Variant = Literal["full", "runtime", "debug", "env"]
+NIGHTLY_VARIANTS: Tuple[Variant, ...] = ("runtime", "debug", "full")
 
 
 class Strict(BaseModel):
@@ -398,7 +399,7 @@ class Verification(Strict):
 
 class NightlyJob(Strict):
     cron: OneLine = Field(description="Jenkins cron spec, e.g. 'H 2 * * *'")
-    variants: List[Variant] = Field(default_factory=lambda: ["runtime", "debug", "full"])
+    variants: List[Variant] = Field(default_factory=lambda: list(NIGHTLY_VARIANTS))
 
     @field_validator("cron")
     @classmethod
