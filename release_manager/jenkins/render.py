@@ -1,6 +1,6 @@
 """JobSet -> files: a Jenkinsfile and a config.xml per job, a config.xml per folder.
 
-Templates live in jenkinsfiles/ (jinja2, StrictUndefined, through release_manager.render.environment).
+Templates live in release_manager/templates/jenkins/ (jinja2, StrictUndefined, through release_manager.render.environment).
 XML templates are rendered with autoescaping on; in the Jenkinsfile every value passes the `gs`
 filter (a single-quoted Groovy string: no interpolation is possible).
 """
@@ -13,11 +13,10 @@ from typing import Dict, Iterable, Optional
 
 import jinja2
 
-from release_manager.config import PROJECT_ROOT
 from release_manager.jenkins.model import SEED_JOB, Folder, Job, JobSet
 from release_manager.render import environment
 
-TEMPLATES = PROJECT_ROOT / "jenkinsfiles"
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "jenkins"   # inside the package
 _ENVS: Dict[bool, jinja2.Environment] = {}
 
 
