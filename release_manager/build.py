@@ -13,7 +13,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 import docker.errors
 import requests
@@ -77,24 +77,65 @@ class BuildResult:
         return dict(self.__dict__)
 
 
-def build_key(dockerfile: str, support: Dict[str, str], spec_hash: str, revision: Revision,
-              base_digest: str, target: Target) -> str:
-    """Everything that decides an image's content, cheaply (the git tree id stands for every source file).
+def build_key(dockerfile: str, support: Dict[str, str], revision: Revision, base_digest: str,
+              target: Target) -> str:
+    """What the target's image is made of, and only that, cheaply: the Dockerfile stages it is built from
+    (comments left out), the support files they copy, the sources (the git tree id stands for every file
+    and every submodule pin), the base image. Not the cron, notes, rules, Jenkins settings, builder
+    label or descriptions: changing those rebuilds nothing.
 
     The ref and version are in too: they are the image's provenance labels, so the same commit
     built for tag v1.1.0 and for a nightly of main gives two images (sharing every layer), each
     labelled truthfully, never one image whose labels name the other ref.
     """
+    stages, copied = stage_closure(dockerfile, target.name)
     h = hashlib.sha256()
-    for part in (dockerfile, spec_hash, revision.tree, revision.commit, revision.ref, revision.version,
-                 revision.url, base_digest, target.name):
+    for part in (stages, revision.tree, revision.commit, revision.ref, revision.version, revision.url, base_digest,
+                 target.name):
         h.update(part.encode())
         h.update(b"\0")
     for sub in revision.submodules:   # the tree id covers the pins already; the URLs too, explicitly
         h.update(f"{sub.path}\0{sub.url}\0{sub.commit}\0".encode())
     for rel in sorted(support):
-        h.update(rel.encode() + b"\0" + support[rel].encode() + b"\0")
+        if any(rel == c.rstrip("/") or rel.startswith(c.rstrip("/") + "/") for c in copied):
+            h.update(rel.encode() + b"\0" + support[rel].encode() + b"\0")
     return h.hexdigest()
+
+
+def stage_closure(dockerfile: str, target: str) -> Tuple[str, List[str]]:
+    """The text a target's image is made from: its stage and every stage it builds on (FROM) or copies
+    from (COPY --from), comments left out (they build nothing); and the context paths those stages COPY."""
+    stages: Dict[str, List[str]] = {}
+    order: List[str] = []
+    current = None
+    for line in dockerfile.splitlines():
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        words = line.split()
+        if words[0].upper() == "FROM":
+            current = words[3] if len(words) >= 4 and words[2].upper() == "AS" else f"#{len(order)}"
+            order.append(current)
+            stages[current] = []
+        if current is not None:
+            stages[current].append(line)
+    needed, todo = set(), [target]
+    while todo:
+        name = todo.pop()
+        if name in needed or name not in stages:
+            continue
+        needed.add(name)
+        for line in stages[name]:
+            words = line.split()
+            if words[0].upper() == "FROM":
+                todo.append(words[1])
+            for w in words:
+                if w.startswith("--from="):
+                    todo.append(w[len("--from="):])
+    text = "\n".join(line for name in order if name in needed for line in stages[name])
+    copied = [w for name in order if name in needed for line in stages[name]
+              if line.split()[0].upper() in ("COPY", "ADD") for w in line.split()[1:-1] if not w.startswith("--")]
+    return text, copied
+
 
 
 def _utcnow() -> str:
@@ -171,12 +212,13 @@ class Builder:
             "RELMAN_SOURCE": repo.url, "RELMAN_VERSION": revision.version, "RELMAN_REVISION": revision.commit,
             "RELMAN_REF_NAME": revision.ref, "RELMAN_CREATED": created, "RELMAN_BASE_DIGEST": base_digest,
             "RELMAN_BUILDER_HOST": self.host, "RELMAN_BUILD_URL": self.settings.build_url or "none",
+            "RELMAN_SPEC_HASH": plan.spec_hash, "RELMAN_DESCRIPTION": plan.spec.description,
         }
         context = None  # a temporary file: a GlastRelease-sized context must not sit in memory
         results: List[BuildResult] = []
         runtime_layers = None
         for t in targets:
-            key = build_key(dockerfile, support, plan.spec_hash, revision, base_digest, t)
+            key = build_key(dockerfile, support, revision, base_digest, t)
             wanted = [tags.release_tag(tag_prefix or revision.ref, t.image_suffix), tags.key_tag(key)]
             wanted += (extra_tags or {}).get(t.name, [])
             res = BuildResult(plan.name, revision.ref, revision.commit, t.variant, t.name, key, repository,

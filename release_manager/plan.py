@@ -22,8 +22,11 @@ FILES_IN_IMAGE = "/usr/src/relman-files"   # the spec's build.files ($RELMAN_FIL
 ENTRYPOINT = "/usr/local/bin/relman-entrypoint"
 
 # OCI annotations that carry per-build values: declared as ARGs so they are never silently empty.
+# The spec hash and the description are per-build values too: a change of the cron, a note, a rule or a
+# description must not rebuild an image (the build key is made only of what the build uses).
 BUILD_ARGS = ("RELMAN_SOURCE", "RELMAN_VERSION", "RELMAN_REVISION", "RELMAN_REF_NAME", "RELMAN_CREATED",
-              "RELMAN_BASE_DIGEST", "RELMAN_BUILD_KEY", "RELMAN_BUILDER_HOST", "RELMAN_BUILD_URL")
+              "RELMAN_BASE_DIGEST", "RELMAN_BUILD_KEY", "RELMAN_BUILDER_HOST", "RELMAN_BUILD_URL",
+              "RELMAN_SPEC_HASH", "RELMAN_DESCRIPTION")
 
 
 def install_command(manager: str, packages: List[str]) -> str:
@@ -146,13 +149,11 @@ class ImagePlan:
         title = f"{self.name}-{target.image_suffix}"
         return [
             ("org.opencontainers.image.title", title),
-            ("org.opencontainers.image.description", self.spec.description),
             ("relman.package", self.name),
             ("relman.variant", target.variant),
             ("relman.platform", self.platform_name),
             ("relman.platform.production", self.production_platform or self.platform_name),
             ("relman.platform.override", self.platform_override or "none"),
-            ("relman.spec-hash", self.spec_hash),
         ] + ([("relman.component", target.component.name)] if target.component else [])
 
     @staticmethod
@@ -167,6 +168,8 @@ class ImagePlan:
             ("relman.build-key", "RELMAN_BUILD_KEY"),
             ("relman.builder-host", "RELMAN_BUILDER_HOST"),
             ("relman.build-url", "RELMAN_BUILD_URL"),
+            ("relman.spec-hash", "RELMAN_SPEC_HASH"),
+            ("org.opencontainers.image.description", "RELMAN_DESCRIPTION"),
         ]
 
     def component_copies(self, comp: Component) -> List[Tuple[str, str]]:

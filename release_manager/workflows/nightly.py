@@ -42,7 +42,7 @@ def planned_keys(ctx: Context, package: str, ref: str, variants: List[str]):
     keys = {}
     for v in variants:
         t = plan.target(v)
-        keys[t.name] = (t, build_key(dockerfile, support, plan.spec_hash, revision, base, t))
+        keys[t.name] = (t, build_key(dockerfile, support, revision, base, t))
     return revision, keys
 
 

@@ -1,5 +1,5 @@
 #!/bin/sh
-# relman-entrypoint: the one command line of every relman image, rendered from image_specs/datamonitoring.yaml.
+# relman-entrypoint: the one command line of every relman image, rendered from the spec of datamonitoring.
 # It works as any UID, on a read-only root and with no writable HOME (how Apptainer runs images on the
 # farms): the only thing it writes is the caller's own folder under $TMPDIR or /tmp, when one is writable.
 set -eu

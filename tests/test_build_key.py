@@ -1,0 +1,115 @@
+"""The build key is made of what the build uses: each spec (and platform) field changed in turn, the key
+changes for exactly the build inputs, and stays for the cron, notes, rules, Jenkins settings, builder
+label and descriptions. A target's key covers its own stages only: adding the env variant rebuilds no
+runtime image."""
+from __future__ import annotations
+
+import copy
+import shutil
+
+import pytest
+import yaml
+
+from release_manager.build import build_key, stage_closure
+from release_manager.config import PROJECT_ROOT
+from release_manager.plan import make_plan
+from release_manager.render import render_dockerfile, support_files
+from release_manager.sources import Revision
+from release_manager.spec import load_specs
+
+REV = Revision("https://example.org/evtselect.git", "v1.1.0", "a" * 40, "b" * 40, "tag", "v1.1.0")
+BASE = "sha256:" + "c" * 64
+
+
+def _keys(tmp_path, edit_spec=None, edit_platforms=None, name="k"):
+    d = tmp_path / name
+    d.mkdir()
+    spec = yaml.safe_load((PROJECT_ROOT / "image_specs" / "evtselect.yaml").read_text())
+    plats = yaml.safe_load((PROJECT_ROOT / "image_specs" / "platforms.yaml").read_text())
+    if edit_spec:
+        edit_spec(spec)
+    if edit_platforms:
+        edit_platforms(plats)
+    (d / "evtselect.yaml").write_text(yaml.safe_dump(spec))
+    (d / "platforms.yaml").write_text(yaml.safe_dump(plats))
+    plan = make_plan(load_specs(d), "evtselect")
+    dockerfile, support = render_dockerfile(plan), support_files(plan)
+    return {t.name: build_key(dockerfile, support, REV, BASE, t) for t in plan.targets}
+
+
+def _set(path, value):
+    def edit(doc):
+        cur = doc
+        for p in path[:-1]:
+            cur = cur.setdefault(p, {})
+        cur[path[-1]] = copy.deepcopy(value)
+    return edit
+
+
+NOT_BUILD_INPUTS = {
+    "cron": _set(("jenkins", "nightly", "cron"), "H 5 * * *"),
+    "nightly variants": _set(("jenkins", "nightly", "variants"), ["runtime"]),
+    "promote groups": _set(("jenkins", "promote_by"), ["l1-managers"]),
+    "build timeout": _set(("jenkins", "build_timeout_minutes"), 60),
+    "notes": _set(("notes",), ["a new note"]),
+    "description": _set(("description",), "another description"),
+    "verification rule": _set(("verification", "rules"), [{"pattern": "*.fits", "comparator": "fits"}]),
+    "verification workload": _set(("verification", "workload"), [{"name": "x", "command": ["evtselect"]}]),
+    "size budget": _set(("size_budget", "runtime"), {"max": "999MB", "on_exceed": "warn"}),
+    "tag pattern": _set(("source", "tag_pattern"), "^release-.*$"),
+}
+BUILD_INPUTS = {
+    "build steps": _set(("build", "steps"), ["make -j1", "make install PREFIX=/opt/evtselect"]),
+    "cflags": _set(("build", "cflags"), "-g -O3"),
+    "runtime packages": _set(("os_packages", "runtime"), ["libcfitsio10", "less"]),
+    "build packages": _set(("os_packages", "build"), ["libcfitsio-dev", "pkg-config", "file"]),
+    "image environment": _set(("environment",), {"EVTSELECT_HOME": "/opt/evtselect", "X": "1"}),
+    "entrypoint environment": _set(("run",), {"environment": {"X": "{user_dir}/x"}}),
+    "prefix": _set(("prefix",), "/opt/evtselect2"),
+}
+
+
+def test_fields_that_are_not_build_inputs_keep_every_key(tmp_path):
+    base = _keys(tmp_path, name="base")
+    for i, (what, edit) in enumerate(NOT_BUILD_INPUTS.items()):
+        assert _keys(tmp_path, edit, name=f"n{i}") == base, f"changing the {what} changed a build key"
+    builder = _keys(tmp_path, edit_platforms=_set(("platforms", "debian12-local", "builder_label"), "other-builder"),
+                    name="label")
+    assert builder == base, "changing the builder label changed a build key"
+
+
+@pytest.mark.parametrize("what", sorted(BUILD_INPUTS))
+def test_build_inputs_change_the_key(tmp_path, what):
+    base = _keys(tmp_path, name="base")
+    changed = _keys(tmp_path, BUILD_INPUTS[what], name="changed")
+    assert changed["runtime"] != base["runtime"], f"changing the {what} kept the runtime key"
+
+
+def test_a_target_key_covers_its_own_stages(tmp_path):
+    def three(doc):
+        doc["variants"] = ["full", "runtime", "debug"]
+        doc["size_budget"].pop("env", None)
+    base = _keys(tmp_path, three, name="three")
+    more = _keys(tmp_path, _set(("variants",), ["full", "runtime", "debug", "env"]), name="four")
+    assert more["runtime"] == base["runtime"] and more["debug"] == base["debug"] and more["full"] == base["full"]
+    # the debugger is in the debug image only: the platform's debugger packages change its key alone
+    gdb = _keys(tmp_path, edit_platforms=_set(("platforms", "debian12-local", "debugger_packages"), ["gdb", "strace"]),
+                name="gdb")
+    plain = _keys(tmp_path, name="plain")
+    assert gdb["debug"] != plain["debug"] and gdb["runtime"] == plain["runtime"]
+
+
+def test_stage_closure_follows_from_and_copy_from():
+    df = "\n".join(["# comment", "FROM x AS base", "RUN a", "FROM base AS build", "COPY .relman/s.sh /s",
+                    "FROM base AS other", "RUN b", "FROM base AS runtime", "COPY --from=build /p /p"])
+    text, copied = stage_closure(df, "runtime")
+    assert "RUN a" in text and "COPY .relman/s.sh /s" in text and "RUN b" not in text and "comment" not in text
+    assert ".relman/s.sh" in copied
+
+
+def test_no_change_nightly_skips_after_a_cron_change(tmp_path):
+    """What the nightly compares is the key: a cron-only change gives the keys of the last nightly."""
+    before = _keys(tmp_path, name="before")
+    after = _keys(tmp_path, _set(("jenkins", "nightly", "cron"), "H 4 * * 1-5"), name="after")
+    assert before == after
+    shutil.rmtree(tmp_path / "before")
