@@ -217,15 +217,9 @@ def register(main):
 
 
 def _counts(db):
-    from sqlalchemy import func, select
-    from release_manager.db import models
-    out = {}
+    from release_manager.db.queries import table_counts
     with db.read() as s:
-        for name, m in (("packages", models.Package), ("images", models.Image),
-                        ("verification runs", models.VerificationRun), ("promotions", models.Promotion),
-                        ("debug requests", models.DebugRequest), ("audit events", models.AuditEvent)):
-            out[name] = s.scalar(select(func.count()).select_from(m))
-    return out
+        return table_counts(s)
 
 
 def _show(d):

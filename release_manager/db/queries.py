@@ -223,3 +223,51 @@ def audit(s: Session, package: Optional[str] = None, limit: Optional[int] = None
         q = q.limit(limit)
     rows = [_audit_row(e, name) for e, name in s.execute(q)]
     return rows[::-1]
+
+
+# ---------------------------------------------------------------------- for the workflows
+
+def workflow_images(s: Session, package: Optional[str] = None, build_key: Optional[str] = None,
+                    variant: Optional[str] = None) -> List[Dict[str, Any]]:
+    """Images (with every tag they carried, their promotions and their latest verification verdict),
+    oldest first; times stay datetimes (the workflows compare them)."""
+    q = select(Image, Package.name).join(Package, Package.id == Image.package_id)
+    if package:
+        q = q.where(Package.name == package)
+    if build_key:
+        q = q.where(Image.build_key == build_key)
+    if variant:
+        q = q.where(Image.variant == variant)
+    rows = []
+    for img, pkg in s.execute(q.order_by(Image.id)):
+        tags = [t.tag for t in s.scalars(select(ImageTag).where(ImageTag.image_pk == img.id).order_by(ImageTag.id))]
+        promos = [{"to_tag": p.to_tag, "by": p.promoted_by, "at": p.promoted_at, "reason": p.reason}
+                  for p in s.scalars(select(Promotion).where(Promotion.image_pk == img.id).order_by(Promotion.id))]
+        last = s.scalars(select(VerificationRun).where(VerificationRun.image_pk == img.id)
+                         .order_by(VerificationRun.id.desc()).limit(1)).first()
+        rows.append({"id": img.id, "package": pkg, "variant": img.variant, "target": img.target,
+                     "ref": img.ref, "commit": img.commit, "repository": img.repository,
+                     "digest": img.digest, "image_id": img.image_id, "build_key": img.build_key,
+                     "status": img.status, "tags": tags, "promotions": promos, "started": img.started,
+                     "verdict": last.verdict if last else None, "requested_by": img.requested_by})
+    return rows
+
+
+def open_debug_requests(s: Session, package: Optional[str], now: dt.datetime, expired: bool) -> List[Dict[str, Any]]:
+    """Debug-build requests not yet retired, expired before now (or not), oldest first."""
+    q = (select(DebugRequest, Package.name).join(Package, Package.id == DebugRequest.package_id)
+         .where(DebugRequest.expires_at < now if expired else DebugRequest.expires_at >= now,
+                DebugRequest.status.in_(["requested", "building", "built"])))
+    if package:
+        q = q.where(Package.name == package)
+    return [{"id": d.id, "package": name, "requester": d.requester, "ref": d.ref, "expires_at": d.expires_at,
+             "status": d.status, "image": d.image_pk} for d, name in s.execute(q.order_by(DebugRequest.id))]
+
+
+def table_counts(s: Session) -> Dict[str, int]:
+    """Rows per table, for `relman db status`."""
+    out = {}
+    for name, m in (("packages", Package), ("images", Image), ("verification runs", VerificationRun),
+                    ("promotions", Promotion), ("debug requests", DebugRequest), ("audit events", AuditEvent)):
+        out[name] = s.scalar(select(func.count()).select_from(m)) or 0
+    return out

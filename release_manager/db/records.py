@@ -419,3 +419,41 @@ def update_debug_request(request_id: int, status: str, image: Optional[ImageRef]
         _audit(s, actor, "debug-request", "debug_request", req.id, req.package_id, old, status)
         return status
     return _db(db).write(do)
+
+
+# ---------------------------------------------------------------------- audit events and overrides
+
+def record_audit_event(action: str, package: Optional[str], detail: Dict[str, Any], entity: str = "package",
+                       entity_id: Optional[int] = None, actor: Optional[str] = None,
+                       db: Optional[Database] = None) -> None:
+    """An audit event for something that changes no row of its own (a skipped nightly, a gc run)."""
+    def do(s: Session) -> None:
+        pkg_id = s.scalar(select(Package.id).where(Package.name == package)) if package else None
+        s.add(AuditEvent(at=utcnow(), actor=actor or default_actor(), action=action, entity=entity,
+                         entity_id=entity_id if entity_id is not None else pkg_id, package_id=pkg_id,
+                         detail={k: v for k, v in detail.items() if v is not None} or None))
+    _db(db).write(do)
+
+
+def record_override_promotion(image_pk: int, from_tag: str, to_tag: str, by: str, reason: str,
+                              verdict: Optional[str], db: Optional[Database] = None) -> int:
+    """An unverified image promoted on a person's word: the promotion and its tag are recorded, its status
+    stays what the science says (the lifecycle allows promoted only from verified), and the override is
+    in the audit log with the reason. Returns the promotion's id."""
+    def do(s: Session) -> int:
+        img = s.get(Image, image_pk)
+        if img is None:
+            raise NotFound(f"image {image_pk} not found")
+        p = Promotion(image_pk=img.id, from_tag=from_tag, to_tag=to_tag, promoted_by=by, promoted_at=utcnow(),
+                      reason=reason)
+        s.add(p)
+        if s.scalar(select(ImageTag.id).where(ImageTag.image_pk == img.id, ImageTag.tag == to_tag)) is None:
+            s.add(ImageTag(image_pk=img.id, tag=to_tag, created_at=utcnow()))
+            img.tags = list(img.tags or []) + [to_tag]
+        s.flush()
+        s.add(AuditEvent(at=utcnow(), actor=by, action="promote-override", entity="image", entity_id=img.id,
+                         package_id=img.package_id, from_status=img.status, to_status=img.status,
+                         detail={"to_tag": to_tag, "from_tag": from_tag, "reason": reason, "digest": img.digest,
+                                 "promotion": p.id, "verdict": verdict}))
+        return p.id
+    return _db(db).write(do)

@@ -92,45 +92,19 @@ class Context:
 
 # ---------------------------------------------------------------------- the database, read side
 
-def image_rows(ctx: Context, package: Optional[str] = None, where=None) -> List[Dict[str, Any]]:
+def image_rows(ctx: Context, package: Optional[str] = None, build_key: Optional[str] = None,
+               variant: Optional[str] = None) -> List[Dict[str, Any]]:
     """Images (with every tag they carried, their promotions and their latest verification verdict)."""
-    from sqlalchemy import select
-    from release_manager.db.models import Image, ImageTag, Package, Promotion, VerificationRun
+    from release_manager.db.queries import workflow_images
     with ctx.database().read() as s:
-        q = select(Image, Package.name).join(Package, Package.id == Image.package_id)
-        if package:
-            q = q.where(Package.name == package)
-        for w in (where or []):
-            q = q.where(w)
-        rows = []
-        for img, pkg in s.execute(q.order_by(Image.id)):
-            tags = [t.tag for t in s.scalars(select(ImageTag).where(ImageTag.image_pk == img.id)
-                                             .order_by(ImageTag.id))]
-            promos = [{"to_tag": p.to_tag, "by": p.promoted_by, "at": p.promoted_at, "reason": p.reason}
-                      for p in s.scalars(select(Promotion).where(Promotion.image_pk == img.id)
-                                         .order_by(Promotion.id))]
-            last = s.scalars(select(VerificationRun).where(VerificationRun.image_pk == img.id)
-                             .order_by(VerificationRun.id.desc()).limit(1)).first()
-            rows.append({"id": img.id, "package": pkg, "variant": img.variant, "target": img.target,
-                         "ref": img.ref, "commit": img.commit, "repository": img.repository,
-                         "digest": img.digest, "image_id": img.image_id, "build_key": img.build_key,
-                         "status": img.status, "tags": tags, "promotions": promos, "started": img.started,
-                         "verdict": last.verdict if last else None, "requested_by": img.requested_by})
-        return rows
+        return workflow_images(s, package, build_key, variant)
 
 
 def write_audit(ctx: Context, action: str, package: Optional[str], detail: Dict[str, Any],
                 entity: str = "package", entity_id: Optional[int] = None, actor: Optional[str] = None) -> None:
     """An audit event for something that changes no row of its own (a skipped nightly, an override)."""
-    from sqlalchemy import select
-    from release_manager.db.models import AuditEvent, Package
-
-    def do(s):
-        pkg_id = s.scalar(select(Package.id).where(Package.name == package)) if package else None
-        s.add(AuditEvent(at=utcnow(), actor=actor or ctx.who(), action=action, entity=entity,
-                         entity_id=entity_id if entity_id is not None else pkg_id, package_id=pkg_id,
-                         detail={k: v for k, v in detail.items() if v is not None} or None))
-    ctx.database().write(do)
+    from release_manager.db.records import record_audit_event
+    record_audit_event(action, package, detail, entity, entity_id, actor or ctx.who(), db=ctx.database())
 
 
 def record_result(ctx: Context, result: Dict[str, Any], extra_tags=(), requested_by: Optional[str] = None):

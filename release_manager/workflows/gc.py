@@ -198,13 +198,6 @@ def _active_requests(ctx: Context, package: Optional[str], now: dt.datetime) -> 
 
 
 def _requests(ctx: Context, package: Optional[str], now: dt.datetime, expired: bool) -> List[Dict[str, Any]]:
-    from sqlalchemy import select
-    from release_manager.db.models import DebugRequest, Package
+    from release_manager.db.queries import open_debug_requests
     with ctx.database().read() as s:
-        q = (select(DebugRequest, Package.name).join(Package, Package.id == DebugRequest.package_id)
-             .where(DebugRequest.expires_at < now if expired else DebugRequest.expires_at >= now,
-                    DebugRequest.status.in_(["requested", "building", "built"])))
-        if package:
-            q = q.where(Package.name == package)
-        return [{"id": d.id, "package": name, "requester": d.requester, "ref": d.ref, "expires_at": d.expires_at,
-                 "status": d.status, "image": d.image_pk} for d, name in s.execute(q.order_by(DebugRequest.id))]
+        return open_debug_requests(s, package, now, expired)

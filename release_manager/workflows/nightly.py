@@ -60,9 +60,8 @@ def last_nightly_matches(ctx: Context, package: str, keys) -> Optional[List[Dict
 
 
 def _rows_with_key(ctx, package, key, variant):
-    from release_manager.db.models import Image
     from release_manager.workflows.common import image_rows
-    return image_rows(ctx, package, [Image.build_key == key, Image.variant == variant])
+    return image_rows(ctx, package, build_key=key, variant=variant)
 
 
 def run_nightly(ctx: Context, package: str, day: Optional[dt.date] = None, verify: bool = True,

@@ -13,8 +13,7 @@ from typing import Any, Dict, List, Optional
 
 from release_manager import tags
 from release_manager.errors import NotFound, RelmanError, UsageError
-from release_manager.workflows.common import (Context, check_reason, check_user, image_rows, notify, untag, utcnow,
-                                              write_summary)
+from release_manager.workflows.common import (Context, check_reason, check_user, image_rows, notify, untag, write_summary)
 from release_manager.tags import registry_path
 
 
@@ -163,27 +162,9 @@ def _promote(ctx, package, tag, to, by, reason, dry_run, override, report):
 
 
 def _record_override(ctx: Context, r, dest: str, src: str, by: str, reason: str) -> int:
-    """An unverified image promoted on a person's word: the promotion and its tag are recorded, its status
-    stays what the science says (the lifecycle allows promoted only from verified), and the override
-    is in the audit log with the reason."""
-    from sqlalchemy import select
-    from release_manager.db.models import AuditEvent, Image, ImageTag, Promotion
-
-    def do(s):
-        img = s.get(Image, r["id"])
-        p = Promotion(image_pk=img.id, from_tag=src, to_tag=dest, promoted_by=by, promoted_at=utcnow(),
-                      reason=reason)
-        s.add(p)
-        if s.scalar(select(ImageTag.id).where(ImageTag.image_pk == img.id, ImageTag.tag == dest)) is None:
-            s.add(ImageTag(image_pk=img.id, tag=dest, created_at=utcnow()))
-            img.tags = list(img.tags or []) + [dest]
-        s.flush()
-        s.add(AuditEvent(at=utcnow(), actor=by, action="promote-override", entity="image", entity_id=img.id,
-                         package_id=img.package_id, from_status=img.status, to_status=img.status,
-                         detail={"to_tag": dest, "from_tag": src, "reason": reason, "digest": img.digest,
-                                 "promotion": p.id, "verdict": r["verdict"]}))
-        return p.id
-    return ctx.database().write(do)
+    """An unverified image promoted on a person's word (db.records.record_override_promotion)."""
+    from release_manager.db.records import record_override_promotion
+    return record_override_promotion(r["id"], src, dest, by, reason, r["verdict"], db=ctx.database())
 
 
 # ---------------------------------------------------------------------- retire
