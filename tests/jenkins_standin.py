@@ -95,7 +95,7 @@ class JenkinsStandin:
     def __init__(self, users: Optional[Dict[str, str]] = None, security: bool = True, crumbs: bool = True,
                  queue_delay: float = 0.05, build_seconds: float = 0.05,
                  executor: Optional[Callable[[str, Dict[str, str]], Tuple[str, str]]] = None,
-                 nodes: Optional[List[dict]] = None, version: str = "2.452.3"):
+                 nodes: Optional[List[dict]] = None, version: str = "2.452.3", resave: bool = False):
         self.users = {"admin": "standin-token-0123456789"} if users is None else users
         self.security = security
         self.crumbs = crumbs
@@ -108,6 +108,9 @@ class JenkinsStandin:
             {"name": "builder-1", "labels": ["local-builder", "rhel5-builder", "rhel6-builder",
                                              "rhel7-builder", "relman"], "offline": False}]
         self.version = version
+        # resave: store config.xml the way a real Jenkins re-serialises it on every save (XStream and its
+        # plugins' own forms), and record declarative job actions in <actions> after each build
+        self.resave = resave
         self.crumb = secrets.token_hex(16)
         self.items: Dict[str, Item] = {}
         self.queue: Dict[int, QueueItem] = {}
@@ -223,11 +226,67 @@ class JenkinsStandin:
         if rest > 0:
             time.sleep(rest)
         with self.lock:
+            if self.resave and job in self.items:
+                self.items[job].config = add_declarative_actions(self.items[job].config)
             if b.result is None:
                 b.result = result
                 b.console = console.rstrip("\n") + f"\nFinished: {result}\n"
             b.building = False
             b.duration = int((time.monotonic() - t0) * 1000)
+
+
+# What a real Jenkins does to a config.xml when it saves it (seen on 2.4xx cores with these plugins).
+PLUGIN_VERSIONS = {"flow-definition": "workflow-job@1400.v7fd111b_ec82f",
+                   "definition": "workflow-cps@3969.vdc9d3a_efcc6d",
+                   "hudson.security.AuthorizationMatrixProperty": "matrix-auth@3.2.2",
+                   "com.cloudbees.hudson.plugins.folder.Folder": "cloudbees-folder@6.928.v7c780211d66e"}
+DECLARATIVE = "org.jenkinsci.plugins.pipeline.modeldefinition.actions"
+DECLARATIVE_PLUGIN = "pipeline-model-definition@2.2198.v41dd8ef6dd56"
+
+
+def _permission_id(el) -> str:
+    """matrix-auth orders entries like GROUP:hudson.model.Item.Build:name by the permission id."""
+    parts = (el.text or "").split(":")
+    return ":".join(parts[1:]) if len(parts) >= 3 else el.text or ""
+
+
+def resave_like_jenkins(text: str) -> str:
+    """XStream's serialisation: version 1.1 declaration, plugin@version attributes, the matrix-auth
+    plugin's permissions sorted by permission id, <removeLastBuild> added to the log rotator (newer
+    cores), empty elements written self-closed, two-space indentation, &apos; escapes."""
+    root = ET.fromstring(re.sub(r"^\s*<\?xml[^>]*\?>", "", text))
+    for el in root.iter():
+        if el.tag in PLUGIN_VERSIONS:
+            el.set("plugin", PLUGIN_VERSIONS[el.tag])
+        perms = [c for c in el if c.tag == "permission"]
+        if perms:
+            for c in perms:
+                el.remove(c)
+            el.extend(sorted(perms, key=_permission_id))
+        if el.tag == "strategy" and el.get("class") == "hudson.tasks.LogRotator" and el.find("removeLastBuild") is None:
+            ET.SubElement(el, "removeLastBuild").text = "false"
+        if el.text is not None and not el.text.strip() and len(el) == 0:
+            el.text = None
+    ET.indent(root, "  ")
+    body = ET.tostring(root, encoding="unicode", short_empty_elements=True).replace("&#39;", "&apos;")
+    return "<?xml version='1.1' encoding='UTF-8'?>\n" + body
+
+
+def add_declarative_actions(text: str) -> str:
+    """After a build of a declarative pipeline, Jenkins keeps these actions in the job's config.xml."""
+    if "<flow-definition" not in text or DECLARATIVE in text:
+        return text
+    root = ET.fromstring(re.sub(r"^\s*<\?xml[^>]*\?>", "", text))
+    actions = root.find("actions")
+    if actions is None:
+        actions = ET.Element("actions")
+        root.insert(0, actions)
+    ET.SubElement(actions, f"{DECLARATIVE}.DeclarativeJobAction", plugin=DECLARATIVE_PLUGIN)
+    tracker = ET.SubElement(actions, f"{DECLARATIVE}.DeclarativeJobPropertyTrackerAction", plugin=DECLARATIVE_PLUGIN)
+    for name in ("jobProperties", "triggers", "parameters", "options"):
+        ET.SubElement(tracker, name)
+    ET.indent(root, "  ")
+    return "<?xml version='1.1' encoding='UTF-8'?>\n" + ET.tostring(root, encoding="unicode")
 
 
 def _kind_of(config: str) -> str:
@@ -333,7 +392,7 @@ class _Handler(BaseHTTPRequestHandler):
                     return 200, item.config, "application/xml;charset=utf-8", {}
                 text = body.decode("utf-8")
                 _parse_or_500(text)
-                item.config = text
+                item.config = resave_like_jenkins(text) if self.standin.resave else text
                 return 200, "", "text/html;charset=utf-8", {}
             if method == "POST" and rest == "createItem" and item.kind == "folder":
                 return self._create(name, query, body)
@@ -437,6 +496,8 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             config = body.decode("utf-8")
             _parse_or_500(config)
+            if s.resave:
+                config = resave_like_jenkins(config)
             code = 200
         full = f"{folder}/{short}" if folder else short
         if full in s.items:

@@ -220,3 +220,42 @@ def test_cli_render(tmp_path):
     assert (tmp_path / "out" / "glastrelease" / "config.xml").is_file()
     r = CliRunner().invoke(main, ["jobs", "list", "--json"])
     assert r.exit_code == 0 and "sciencetools/nightly" in r.output
+
+
+def test_sync_is_idempotent_against_a_jenkins_that_resaves(tmp_path):
+    """A real Jenkins rewrites config.xml on every save (XStream, plugin versions, matrix-auth's sorted
+    permissions, <removeLastBuild>) and keeps declarative job actions in <actions> after a build: first
+    sync, re-save and build every job, sync again: no write at all, and nothing Jenkins added is lost."""
+    import time
+    with JenkinsStandin(resave=True) as server:
+        js = reference_jobset()
+        c = _client(server)
+        sync(c, js, echo=lambda m: None)
+        promote = server.items["evtselect/promote"].config
+        assert "version='1.1'" in promote and "<removeLastBuild>false</removeLastBuild>" in promote
+        assert 'plugin="matrix-auth@' in promote
+        assert promote != job_config(js.get("evtselect/promote")), "the stand-in re-saved the job its own way"
+        jobs = [n for n, i in server.items.items() if i.kind != "folder"]
+        for name in jobs:   # every job built once: Jenkins records its declarative actions
+            defined = server.items[name].parameters()
+            params = {p: "x" for p, _ in defined or []}
+            (c.server.build_job(name, params) if defined else c.server.build_job(name))
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not all(
+                "DeclarativeJobAction" in server.items[n].config for n in jobs):
+            time.sleep(0.1)
+        assert all("DeclarativeJobAction" in server.items[n].config for n in jobs)
+        server.reset_counts()
+        counts = sync(c, js, echo=lambda m: None)
+        assert not counts.get("update") and not counts.get("create") and server.write_count == 0, counts
+        # a job changed on the server is put back, and what Jenkins added stays
+        from release_manager.jenkins.render import normalize_xml
+        ours = job_config(js.get("evtselect/promote"))
+        server.items["evtselect/promote"].config = server.items["evtselect/promote"].config.replace(
+            "release managers: release-managers", "someone edited this")
+        server.reset_counts()
+        counts = sync(c, js, echo=lambda m: None)
+        assert counts.get("update") == 1 and server.write_count == 1
+        after = server.items["evtselect/promote"].config
+        assert "DeclarativeJobAction" in after and "someone edited this" not in after
+        assert normalize_xml(after, owned=ours) == normalize_xml(ours)

@@ -6,6 +6,7 @@ filter (a single-quoted Groovy string: no interpolation is possible).
 """
 from __future__ import annotations
 
+import copy
 import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -82,14 +83,19 @@ def parse_xml(text: str) -> ET.Element:
     return ET.fromstring(_DECL_RE.sub("", text, count=1))
 
 
-def normalize_xml(text: str, ignore: Iterable[str] = ("disabled",)) -> str:
+def normalize_xml(text: str, ignore: Iterable[str] = ("disabled",), owned: Optional[str] = None) -> str:
     """A canonical form for comparing our config.xml with the server's.
 
     Drops the declaration, `plugin="name@version"` attributes (Jenkins adds versions), whitespace
     between elements, the top-level elements in `ignore` (the server's enabled/disabled state is
-    the admins' to keep) and orders <properties> children by name (Jenkins orders them its own way).
+    the admins' to keep), orders <properties> children by name and <permission> entries by text
+    (Jenkins and the matrix-authorization plugin order them their own way). With `owned` (our
+    config.xml), only what relman writes is kept: elements Jenkins or its plugins add on their own
+    (<actions> after a build, <removeLastBuild>, new default elements) are not ours to compare.
     """
     root = parse_xml(text)
+    if owned is not None:
+        _project(root, parse_xml(owned))
     for name in ignore:
         for el in root.findall(name):
             root.remove(el)
@@ -104,8 +110,58 @@ def normalize_xml(text: str, ignore: Iterable[str] = ("disabled",)) -> str:
     props = root.find("properties")
     if props is not None:
         props[:] = sorted(props, key=lambda e: e.tag)
+    for el in root.iter():
+        perms = [c for c in el if c.tag == "permission"]
+        if perms:
+            rest = [c for c in el if c.tag != "permission"]
+            el[:] = rest + sorted(perms, key=lambda e: e.text or "")
     ET.indent(root, "  ")
     return ET.tostring(root, encoding="unicode")
+
+
+def _pairs(theirs: ET.Element, ours: ET.Element):
+    """(their child, our child of the same tag and rank) for each of their children we also write."""
+    ranks: Dict[str, int] = {}
+    by_tag: Dict[str, list] = {}
+    for c in ours:
+        by_tag.setdefault(c.tag, []).append(c)
+    for c in theirs:
+        i = ranks[c.tag] = ranks.get(c.tag, -1) + 1
+        mine = by_tag.get(c.tag, [])
+        yield c, (mine[i] if i < len(mine) else None)
+
+
+def _project(theirs: ET.Element, ours: ET.Element) -> None:
+    """Keep in `theirs` only the elements `ours` has (by tag and rank, recursively)."""
+    for c, mine in list(_pairs(theirs, ours)):
+        if mine is None:
+            theirs.remove(c)
+        else:
+            _project(c, mine)
+
+
+def graft_server_additions(ours_text: str, server_text: str) -> str:
+    """Our config.xml plus what Jenkins or its plugins added to the server's copy on their own (elements
+    relman never writes), so that an update never wipes them (e.g. the declarative job actions)."""
+    try:
+        ours, theirs = parse_xml(ours_text), parse_xml(server_text)
+    except ET.ParseError:
+        return ours_text
+    if not _graft(ours, theirs):
+        return ours_text
+    decl = _DECL_RE.match(ours_text)
+    return (decl.group(0).strip() + "\n" if decl else "") + ET.tostring(ours, encoding="unicode")
+
+
+def _graft(ours: ET.Element, theirs: ET.Element) -> bool:
+    changed = False
+    for c, mine in _pairs(theirs, ours):
+        if mine is None:
+            ours.append(copy.deepcopy(c))
+            changed = True
+        else:
+            changed = _graft(mine, c) or changed
+    return changed
 
 
 def description_of(text: str) -> str:

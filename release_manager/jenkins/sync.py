@@ -18,8 +18,8 @@ from typing import Callable, Dict, List, Optional
 from release_manager.errors import UsageError
 from release_manager.jenkins.client import Client
 from release_manager.jenkins.model import JobSet, has_marker
-from release_manager.jenkins.render import (description_of, disabled_of, folder_config, job_config,
-                                            normalize_xml)
+from release_manager.jenkins.render import (description_of, disabled_of, folder_config, graft_server_additions,
+                                            job_config, normalize_xml)
 from release_manager.spec.model import is_placeholder
 
 
@@ -78,12 +78,13 @@ def plan(client: Client, jobset: JobSet, prune: bool = False, adopt: bool = Fals
             actions.append(Action("conflict", name, is_folder,
                                   reason="exists without the relman marker; left alone (--adopt takes it over)"))
             continue
-        ours, theirs = normalize_xml(xml), normalize_xml(server_xml)
+        # only what relman writes is compared; what Jenkins added on its own is kept on an update
+        ours, theirs = normalize_xml(xml), normalize_xml(server_xml, owned=xml)
         if ours == theirs:
             actions.append(Action("keep", name, is_folder))
         else:
-            actions.append(Action("update", name, is_folder, _with_disabled(xml, disabled_of(server_xml)),
-                                  _diff(theirs, ours, name)))
+            merged = graft_server_additions(_with_disabled(xml, disabled_of(server_xml)), server_xml)
+            actions.append(Action("update", name, is_folder, merged, _diff(theirs, ours, name)))
     if prune:
         actions += _prune(client, jobset, existing, {n for n, _, _ in desired}, scope)
     return actions
