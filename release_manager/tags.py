@@ -16,17 +16,14 @@ import re
 
 from release_manager.errors import UsageError
 
-TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}\Z")
+from release_manager.validate import TAG_RE  # noqa: E402,F401 - one tag grammar
 # Distribution's repository-name grammar (path components joined by '/').
 REPO_COMPONENT_RE = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*\Z")
-REQUESTER_RE = re.compile(r"^[a-z][a-z0-9]{0,31}\Z")
 
 
 def check_tag(tag: str) -> str:
-    if not TAG_RE.match(tag or ""):
-        raise UsageError(f"tag {tag!r} does not match the registry's tag grammar "
-                         "[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
-    return tag
+    from release_manager.validate import tag as valid_tag
+    return valid_tag(tag)
 
 
 def check_repository(name: str) -> str:
@@ -37,10 +34,8 @@ def check_repository(name: str) -> str:
 
 
 def check_requester(name: str) -> str:
-    if not isinstance(name, str) or not REQUESTER_RE.match(name):
-        raise UsageError(f"requester {name!r} is not a valid user name: a lowercase letter, then up to 31 "
-                         "lowercase letters or digits")
-    return name
+    from release_manager.validate import user
+    return user(name, "requester")
 
 
 def ref_slug(ref: str) -> str:

@@ -145,7 +145,7 @@ def test_the_shell_never_evaluates_a_value_even_unvalidated(fake):
 
 def test_prepare_validates_the_environment(tmp_path):
     job = JS.get("evtselect/promote")
-    env = {"TAG": "v1.1.0-runtime", "TARGET": "stable", "REASON": "ok", "BUILD_USER_ID": "alice"}
+    env = {"TAG": "v1.1.0-runtime", "TARGET": "stable", "REASON": "release ok", "BUILD_USER_ID": "alice"}
     assert prepare(job, env, tmp_path, echo=lambda m: None)["BUILD_USER_ID"] == "alice"
     assert (tmp_path / "results").is_dir() and (tmp_path / "reports").is_dir()
     with pytest.raises(UsageError, match="TAG"):

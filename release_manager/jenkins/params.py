@@ -12,9 +12,9 @@ from typing import Callable, Dict, Mapping
 
 from release_manager.errors import UsageError
 from release_manager.sources import validate_ref
-from release_manager.tags import check_requester, check_tag
+from release_manager import validate as valid
+from release_manager.tags import check_tag
 
-REASON_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 .,:_()/#+@=-]{0,199}\Z")
 GROUPS_SPLIT_RE = re.compile(r"[,\s]+")
 
 
@@ -37,14 +37,11 @@ def _tag(value: str) -> str:
 
 
 def _requester(value: str) -> str:
-    return check_requester(value)
+    return valid.user(value, "requester")
 
 
 def _reason(value: str) -> str:
-    if not isinstance(value, str) or not REASON_RE.match(value):
-        raise UsageError(f"reason {value!r} is not accepted: one line of at most 200 characters, starting "
-                         "with a letter or digit, made of letters, digits, spaces and .,:_()/#+@=-")
-    return value
+    return valid.reason(value, "reason")
 
 
 CHECKS: Dict[str, Callable[[str], str]] = {

@@ -14,7 +14,6 @@ from release_manager.errors import UsageError
 
 Echo = Callable[[str], None]
 GC_ACTOR = "relman-gc"
-USER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}\Z")
 NIGHTLY_RE = re.compile(r"^nightly-(\d{8})-(.+)\Z")
 
 
@@ -24,20 +23,13 @@ def utcnow() -> dt.datetime:
 
 
 def check_user(name: Optional[str], what: str = "--by") -> str:
-    """A person as Jenkins names them (BUILD_USER_ID): letters, digits and ._@- only."""
-    if not isinstance(name, str) or not USER_RE.match(name):
-        raise UsageError(f"{what} {name!r} is not a valid user name: a letter or digit, then up to 127 letters, "
-                         "digits or ._@-")
-    return name
+    from release_manager.validate import user
+    return user(name, what)
 
 
 def check_reason(reason: Optional[str], what: str = "--reason") -> str:
-    text = (reason or "").strip()
-    if len(text) < 3:
-        raise UsageError(f"{what} is required: say why (at least 3 characters); it is recorded and audited")
-    if any(ord(c) < 32 and c not in "\t" for c in text) or len(text) > 2000:
-        raise UsageError(f"{what}: one line of at most 2000 characters, no control characters")
-    return text
+    from release_manager.validate import reason as valid_reason
+    return valid_reason(reason, what)
 
 
 @dataclass
