@@ -111,6 +111,7 @@ class JenkinsStandin:
         # resave: store config.xml the way a real Jenkins re-serialises it on every save (XStream and its
         # plugins' own forms), and record declarative job actions in <actions> after each build
         self.resave = resave
+        self.trigger_errors: Dict[str, Tuple[int, str]] = {}   # job -> (status, Jenkins' message) on a trigger
         self.crumb = secrets.token_hex(16)
         self.items: Dict[str, Item] = {}
         self.queue: Dict[int, QueueItem] = {}
@@ -295,8 +296,10 @@ def _kind_of(config: str) -> str:
 
 
 class _Response(Exception):
-    def __init__(self, code: int, body: str = "", ctype: str = "text/html;charset=utf-8", headers=None):
+    def __init__(self, code: int, body: str = "", ctype: str = "text/html;charset=utf-8", headers=None,
+                 reason: Optional[str] = None):
         self.code, self.body, self.ctype, self.headers = code, body, ctype, headers or {}
+        self.reason = reason   # Jenkins puts some messages in the status line (a refused crumb)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -316,9 +319,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     # ------------------------------------------------------------ plumbing
 
-    def _send(self, code, body="", ctype="text/html;charset=utf-8", headers=None):
+    def _send(self, code, body="", ctype="text/html;charset=utf-8", headers=None, reason=None):
         data = body.encode() if isinstance(body, str) else body
-        self.send_response(code)
+        self.send_response(code, reason)
         self.send_header("X-Jenkins", self.standin.version)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(data)))
@@ -340,10 +343,13 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             user = self._auth()
             if method == "POST" and s.crumbs and self.headers.get(CRUMB_FIELD) != s.crumb:
-                raise _Response(403, "No valid crumb was included in the request")
+                raise _Response(403, "No valid crumb was included in the request",
+                                reason="No valid crumb was included in the request")
             code, out, ctype, headers = self._route(method, unquote(parts.path), query, body, user)
         except _Response as r:
             code, out, ctype, headers = r.code, r.body, r.ctype, r.headers
+            self._send(code, out, ctype, headers, r.reason)
+            return
         self._send(code, out, ctype, headers)
 
     def _auth(self) -> Optional[str]:
@@ -507,6 +513,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _build(self, name, item, how, query, body):
         s = self.standin
+        if name in s.trigger_errors:
+            code, message = s.trigger_errors[name]
+            raise _Response(code, message, reason=message)
         if item.disabled:
             raise _Response(409, "Job is disabled")
         defined = item.parameters()

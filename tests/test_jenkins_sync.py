@@ -259,3 +259,15 @@ def test_sync_is_idempotent_against_a_jenkins_that_resaves(tmp_path):
         after = server.items["evtselect/promote"].config
         assert "DeclarativeJobAction" in after and "someone edited this" not in after
         assert normalize_xml(after, owned=ours) == normalize_xml(ours)
+
+
+def test_prune_leaves_a_copy_made_in_jenkins(server):
+    """A job copied in Jenkins from a relman job carries the marker of the original: it is not relman's."""
+    c = _client(server)
+    js = reference_jobset()
+    sync(c, js, echo=lambda m: None)
+    server.add("evtselect/promote-copy", server.items["evtselect/promote"].config)
+    server.add("evtselect/old-job", _marked_job("evtselect/old-job"))
+    counts = sync(c, js, prune=True, echo=lambda m: None)
+    assert "evtselect/promote-copy" in server.items, "a copy is not relman's to delete"
+    assert "evtselect/old-job" not in server.items and counts.get("delete") == 1

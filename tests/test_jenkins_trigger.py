@@ -143,3 +143,32 @@ def test_build_timeout(server):
     server.build_seconds = 2.0
     with pytest.raises(JenkinsError, match="still running after"):
         trigger(server.client, "evtselect/nightly", {}, wait=True, timeout=0.4, poll=0.02, echo=lambda m: None)
+
+
+def test_a_500_on_a_parameterized_job_says_what_jenkins_said(server):
+    """Only a job that really defines no parameters is reported as such; any other 500 shows Jenkins' words."""
+    server.trigger_errors["evtselect/promote"] = (500, "java.lang.NullPointerException in the agent selector")
+    with pytest.raises(JenkinsError) as e:
+        trigger(server.client, "evtselect/promote", {"TAG": "v1.1.0-runtime", "TARGET": "stable",
+                                                     "REASON": "release ok"}, echo=lambda m: None)
+    assert "500" in str(e.value) and "NullPointerException" in str(e.value)
+    assert "defines no parameters" not in str(e.value)
+
+
+def test_a_stale_crumb_is_not_called_a_token_problem(server):
+    # python-jenkins fetched a crumb on its first POST and keeps it; the server restarts and issues another
+    server.client.server.crumb = {"crumbRequestField": "Jenkins-Crumb", "crumb": "the-one-before-the-restart"}
+    with pytest.raises(JenkinsError) as e:
+        start(server.client, "evtselect/nightly", {})
+    text = str(e.value)
+    assert "crumb" in text.lower() and "stale" in text and "RELMAN_JENKINS_TOKEN" not in text
+
+
+def test_credentials_in_the_url_never_appear_in_messages(server):
+    url = server.url.replace("http://", "http://admin:s3cret-in-url@")
+    c = Client(reference_settings(jenkins_url=url, jenkins_user="admin", jenkins_token=TOKEN))
+    assert "s3cret-in-url" not in c.url and "s3cret-in-url" not in repr(c)
+    with pytest.raises(JenkinsError) as e:
+        start(c, "evtselect/no-such-job", {})
+    assert "s3cret-in-url" not in str(e.value) and "admin:" not in str(e.value)
+    assert c.scrub(f"see {url}") == f"see {server.url.replace('http://', 'http://***@')}"

@@ -7,6 +7,7 @@ into exceptions), and the client's repr never shows it.
 from __future__ import annotations
 
 import os
+from urllib.parse import urlsplit, urlunsplit
 from typing import Callable, TypeVar
 
 import jenkins
@@ -26,13 +27,20 @@ class Client:
         url = settings.jenkins_url or os.environ.get("JENKINS_URL")
         if not url:
             raise UsageError("no Jenkins URL: set RELMAN_JENKINS_URL (and RELMAN_JENKINS_USER, RELMAN_JENKINS_TOKEN)")
-        self.url = url.rstrip("/") + "/"
+        real = url.rstrip("/") + "/"
+        # credentials written into the URL (https://user:token@host/) are never shown: self.url is for
+        # messages, the server object gets the real one
+        parts = urlsplit(real)
+        self.url = urlunsplit(parts._replace(netloc=parts.hostname + (f":{parts.port}" if parts.port else ""))) \
+            if parts.username or parts.password else real
         self.user = settings.jenkins_user
         token = settings.jenkins_token.get_secret_value() if settings.jenkins_token else None
         if (self.user is None) != (token is None):
             raise UsageError("set both RELMAN_JENKINS_USER and RELMAN_JENKINS_TOKEN, or neither (anonymous)")
-        self._secrets = tuple(s for s in (token,) if s)
-        self.server = jenkins.Jenkins(self.url, username=self.user, password=token, timeout=timeout)
+        # longest first: the whole user:token part goes before the token alone
+        self._secrets = tuple(sorted({s for s in (token, parts.password, parts.netloc.rpartition("@")[0]) if s},
+                                     key=len, reverse=True))
+        self.server = jenkins.Jenkins(real, username=self.user, password=token, timeout=timeout)
 
     def __repr__(self):
         return f"Client(url={self.url!r}, user={self.user!r}, token={'***' if self._secrets else None})"
@@ -51,9 +59,13 @@ class Client:
         except jenkins.JenkinsException as exc:
             msg = str(exc).strip().splitlines()
             first = msg[0] if msg else type(exc).__name__
-            if "[401]" in first or "[403]" in first:
-                first = (f"refused ({'401' if '[401]' in first else '403'}): check RELMAN_JENKINS_USER/"
-                         "RELMAN_JENKINS_TOKEN and the user's permissions")
+            if "[403]" in first and "crumb" in first.lower():
+                # Jenkins' own words: the CSRF crumb (tied to the web session) was refused, not the token
+                first = (f"refused (403: {first.split(': ', 1)[-1]}): the CSRF crumb is stale (Jenkins restarted "
+                         "or the session changed); run the command again")
+            elif "[401]" in first or "[403]" in first:
+                first = (f"refused ({'401' if '[401]' in first else '403'}: {first.split(': ', 1)[-1]}): check "
+                         "RELMAN_JENKINS_USER/RELMAN_JENKINS_TOKEN and the user's permissions")
             raise JenkinsError(self.scrub(f"{what}: {first}")) from None
         except requests.HTTPError as exc:
             code = exc.response.status_code if exc.response is not None else "?"

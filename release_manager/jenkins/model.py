@@ -13,6 +13,8 @@ Jobs, one folder per package:
 """
 from __future__ import annotations
 
+import re
+
 from dataclasses import dataclass, field
 from typing import List, Optional, Tuple
 
@@ -159,7 +161,13 @@ def marker_line(full_name: str, spec_hash: str) -> str:
 
 
 def has_marker(text: Optional[str]) -> bool:
-    return bool(text) and f"[{MARKER} " in text
+    return bool(text) and f"[{MARKER} " in (text or "")
+
+
+def marker_job(text: Optional[str]) -> Optional[str]:
+    """The job a description's marker names (a job copied in Jenkins carries its original's marker)."""
+    m = re.search(rf"\[{MARKER} job=(\S+) ", text or "")
+    return m.group(1) if m else None
 
 
 # ---------------------------------------------------------------- building the model

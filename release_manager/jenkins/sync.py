@@ -17,7 +17,7 @@ from typing import Callable, Dict, List, Optional
 
 from release_manager.errors import UsageError
 from release_manager.jenkins.client import Client
-from release_manager.jenkins.model import JobSet, has_marker
+from release_manager.jenkins.model import JobSet, has_marker, marker_job
 from release_manager.jenkins.render import (description_of, disabled_of, folder_config, graft_server_additions,
                                             job_config, normalize_xml)
 from release_manager.spec.model import is_placeholder
@@ -78,6 +78,11 @@ def plan(client: Client, jobset: JobSet, prune: bool = False, adopt: bool = Fals
             actions.append(Action("conflict", name, is_folder,
                                   reason="exists without the relman marker; left alone (--adopt takes it over)"))
             continue
+        owner = marker_job(description_of(server_xml))
+        if owner not in (None, name) and not adopt:
+            actions.append(Action("conflict", name, is_folder, reason=f"carries the marker of {owner} (a copy made "
+                                  "in Jenkins?); left alone (--adopt takes it over)"))
+            continue
         # only what relman writes is compared; what Jenkins added on its own is kept on an update
         ours, theirs = normalize_xml(xml), normalize_xml(server_xml, owned=xml)
         if ours == theirs:
@@ -96,8 +101,8 @@ def _prune(client, jobset, existing, wanted, scope) -> List[Action]:
 
     candidates = [n for n in existing if n not in wanted and in_scope(n)]
     marked = {}
-    for n in candidates:
-        marked[n] = has_marker(description_of(client.config(n)))
+    for n in candidates:   # only a job whose marker names it: a copy made in Jenkins carries another's
+        marked[n] = marker_job(description_of(client.config(n))) == n
     out: List[Action] = []
     going = set()
     # deepest first, so a folder is decided after everything in it

@@ -39,10 +39,15 @@ def start(client: Client, job: str, params: Dict[str, str]) -> int:
     except jenkins.NotFoundException:
         raise JenkinsError(f"job {job} not found on {client.url} (run `relman jobs sync`)") from None
     except jenkins.JenkinsException as exc:
-        if "[500]" in str(exc) and params:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        if "[500]" in first and params and not _defines_parameters(client, job):
             raise JenkinsError(f"trigger {job}: the server refused the parameters (HTTP 500): the job defines "
                                "no parameters; run `relman jobs sync` so its config.xml carries them") from None
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        if "[403]" in first and "crumb" in first.lower():
+            raise JenkinsError(client.scrub(f"trigger {job}: Jenkins refused the CSRF crumb ({first.split(': ', 1)[-1]}); "
+                                            "the crumb is stale (Jenkins restarted or the session changed): run "
+                                            "the command again")) from None
+        # what really happened: the HTTP status and Jenkins's own message
         raise JenkinsError(client.scrub(f"trigger {job}: {first}")) from None
     except requests.RequestException as exc:
         raise JenkinsError(client.scrub(f"trigger {job}: cannot reach {client.url}: {type(exc).__name__}")) from None
@@ -104,3 +109,12 @@ def trigger(client: Client, job: str, params: Dict[str, str], wait: bool = False
     if out.result != "SUCCESS":
         raise JenkinsError(f"build {job} #{out.number} finished {out.result}: {out.url or ''}".rstrip(": "))
     return out
+
+
+def _defines_parameters(client: Client, job: str) -> bool:
+    """Whether the job's config on the server declares parameters (a failed lookup counts as unknown: True)."""
+    try:
+        info = client.server.get_job_info(job)
+    except (jenkins.JenkinsException, requests.RequestException):
+        return True
+    return any(p.get("parameterDefinitions") for p in info.get("property") or [])
