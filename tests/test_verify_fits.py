@@ -274,3 +274,20 @@ def test_history_paths_masked_by_rule_not_ignored(work):
     out = compare_paths(work / "hist-ref", work / "hist-other", [masked])
     assert out.verdict == "fail"
     assert any("HISTORY" in c.message and "crab-select" in c.message for c in out.checks if c.result == "fail")
+
+
+@pytest.mark.parametrize("test", ["ks", "chi2"])
+def test_nan_never_passes_a_statistical_test(work, test):
+    """0.1 % of ENERGY turned NaN on the real 3FHL events: KS and chi2 drop non-finite values to test the
+    rest, so the NaN count itself is checked and fails (it used to pass: the NaNs were only counted)."""
+    def some_nan(h):
+        rows = np.random.default_rng(7).choice(len(h[1].data), size=len(h[1].data) // 1000, replace=False)
+        h[1].data["ENERGY"][rows] = np.nan
+    cand = perturb(work, f"nan-{test}.fits", some_nan)
+    rule = [CompareRule(pattern="*.fits", comparator="fits", columns={"ENERGY": {"test": test}})]
+    o = run(work / "ref.fits", cand, rule)
+    bad = [c for c in failing(o) if c.column == "ENERGY"]
+    assert o.verdict == "fail" and bad and "non-finite values differ (nan 0 vs 32" in bad[0].message, \
+        [c.message for c in failing(o)]
+    # the same NaNs on both sides: the distribution of the rest is tested, and passes
+    assert run(cand, perturb(work, f"nan-{test}-2.fits", some_nan), rule).verdict == "pass"

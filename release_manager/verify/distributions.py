@@ -85,9 +85,30 @@ def _gaps(s: np.ndarray, other: np.ndarray) -> np.ndarray:
     return np.abs((ends + 1) / s.size - np.searchsorted(other, s[ends], side="right") / other.size)
 
 
+def nonfinite_counts(values: np.ndarray) -> dict:
+    v = np.asarray(values)
+    if v.dtype.kind != "f":
+        return {"nan": 0, "+inf": 0, "-inf": 0}
+    return {"nan": int(np.isnan(v).sum()), "+inf": int(np.isposinf(v).sum()), "-inf": int(np.isneginf(v).sum())}
+
+
+def nonfinite_check(file: str, hdu: str, column: str, test: str, ref: np.ndarray, cand: np.ndarray,
+                    th: dict) -> Optional[Check]:
+    """NaN and infinities never pass a distribution test by being dropped: a different count is a failure."""
+    a, b = nonfinite_counts(ref), nonfinite_counts(cand)
+    if a == b:
+        return None
+    diff = ", ".join(f"{k} {a[k]} vs {b[k]}" for k in a if a[k] != b[k])
+    return Check(file, test, "fail", hdu, column, f"{column}: non-finite values differ ({diff}; of {ref.size} vs "
+                 f"{cand.size} values)", thresholds=th, details={"nonfinite_ref": a, "nonfinite_cand": b})
+
+
 def ks_check(file: str, hdu: str, column: str, ref: np.ndarray, cand: np.ndarray, warn_below: float,
              fail_below: float, sampled: bool = False) -> Check:
-    rn, cn = np.isnan(ref), np.isnan(cand)
+    bad = nonfinite_check(file, hdu, column, "ks", ref, cand, {"warn_below": warn_below, "fail_below": fail_below})
+    if bad is not None:
+        return bad
+    rn, cn = ~np.isfinite(ref), ~np.isfinite(cand)
     r, c = ref[~rn], cand[~cn]
     th = {"warn_below": warn_below, "fail_below": fail_below}
     details = {"n_ref": int(r.size), "n_cand": int(c.size), "sampled": sampled}
@@ -152,6 +173,9 @@ def hist_check(file: str, hdu: str, column: str, test: str, h: dict, warn_below:
 def chi2_check(file: str, hdu: str, column: str, ref: np.ndarray, cand: np.ndarray, bins: Optional[int],
                warn_below: float, fail_below: float, min_entries: int = 20) -> Check:
     """Binned chi2 of a stochastic column: equal-probability bins from the reference's quantiles."""
+    bad = nonfinite_check(file, hdu, column, "chi2", ref, cand, {"warn_below": warn_below, "fail_below": fail_below})
+    if bad is not None:
+        return bad
     r, c = ref[np.isfinite(ref)], cand[np.isfinite(cand)]
     nb = bins or 50
     if r.size == 0:
