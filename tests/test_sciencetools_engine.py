@@ -123,9 +123,32 @@ def test_unchanged_umbrella_is_skipped(st_settings, specs, api, sciencetools_bui
     assert [r.build_key for r in results] == [sciencetools_build[r.target].build_key for r in results]
 
 
+def _fresh_leaf_pin(settings) -> str:
+    """An umbrella branch pinning a dataSubselector commit that no engine has seen: a comment line unique
+    to this run (the fixture's leaf-change may already sit in a warm layer cache)."""
+    import uuid
+    import git
+    from release_manager.fermitools import mirror_root
+    root = mirror_root(settings.data_dir)
+    tag = uuid.uuid4().hex[:10]
+    sub = git.Repo.clone_from(str(root / "dataSubselector.git"), root.parent / f"ds-{tag}")
+    cuts = sub.working_tree_dir + "/src/Cuts.cxx"
+    with open(cuts, "a") as f:
+        f.write(f"// relman test {tag}\n")
+    sub.git.commit("-qam", f"comment {tag}", author="t <t@example.org>")
+    sub.git.push("-q", "origin", f"HEAD:refs/heads/test-{tag}")
+    umbrella = git.Repo.clone_from(str(root / "ScienceTools.git"), root.parent / f"st-{tag}")
+    umbrella.git.checkout("-q", "-b", f"leaf-{tag}", FIXTURE_TAG)
+    umbrella.git.update_index("--cacheinfo", f"160000,{sub.head.commit.hexsha},src/dataSubselector")
+    umbrella.git.commit("-qm", f"pin {tag}", author="t <t@example.org>")
+    umbrella.git.push("-q", "origin", f"leaf-{tag}")
+    return f"leaf-{tag}"
+
+
 def test_leaf_change_rebuilds_only_the_last_layer(st_settings, specs, api, sciencetools_build):
+    branch = _fresh_leaf_pin(st_settings)
     lines = []
-    results = Builder(st_settings, specs, echo=lines.append, api=api).build("sciencetools", "leaf-change", ["runtime"])
+    results = Builder(st_settings, specs, echo=lines.append, api=api).build("sciencetools", branch, ["runtime"])
     assert results[0].status == "built" and all(c["ok"] for c in results[0].checks)
     assert results[0].build_key != sciencetools_build["runtime"].build_key
     runs = [i for i, ln in enumerate(lines) if "build-layer.sh" in ln and ln.startswith("Step ")]

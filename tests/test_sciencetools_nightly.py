@@ -11,6 +11,7 @@ import datetime as dt
 import json
 import os
 import time
+import uuid
 
 import git
 import pytest
@@ -101,9 +102,11 @@ def story(st_wf, specs, api, wf_db, tmp_path_factory):
                                    tmp_path_factory.mktemp("ws"), echo=lines.append, base_env=env)
         out["jenkins_lines"] = lines
         promote_ctx = ctx()
-        out["promoted"] = promote(promote_ctx, "sciencetools", "nightly-20261113-runtime", to="v2.4.0-subset1-leaf",
+        # promoted tags are immutable: a name of this run's own (the registry outlives a test session)
+        out["promoted_tag"] = promoted = f"st-leaf-{uuid.uuid4().hex[:8]}"
+        out["promoted"] = promote(promote_ctx, "sciencetools", "nightly-20261113-runtime", to=promoted,
                                   by="alice", reason="ScienceTools nightly verified against the release")
-        out["promoted_digest"] = reg.manifest_digest(PATH, "v2.4.0-subset1-leaf")
+        out["promoted_digest"] = reg.manifest_digest(PATH, promoted)
         from release_manager.workflows.promote import PromotionRefused
         with pytest.raises(PromotionRefused) as refused:
             promote(ctx(), "sciencetools", "nightly-20261112-runtime", to="broken", by="alice",
