@@ -266,8 +266,8 @@ class Builder:
 
     def _targets(self, plan: ImagePlan, variants: Optional[List[str]]) -> List[Target]:
         chosen = [plan.target(v) for v in variants] if variants else list(plan.targets)
-        # debug is checked against runtime's layers: build runtime first when both are asked for
-        chosen.sort(key=lambda t: {"runtime": 0, "debug": 1}.get(t.variant, 2))
+        # each kind's place (debug is checked against runtime's layers: runtime first)
+        chosen.sort(key=lambda t: t.kind.order)
         return chosen
 
     def _maybe_registry(self) -> Optional[Registry]:

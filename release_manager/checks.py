@@ -1,4 +1,5 @@
-"""What each variant claims, checked inside the built image; a failed check fails the build.
+"""What each variant claims, checked inside the built image; a failed check fails the build. Which
+checks a target runs, and in which order, its kind says (release_manager/targets.py).
 
 - runtime: no ELF under the prefix carries .debug_info; no compiler; no sources
 - debug:   every ELF under the prefix has its split debug file (by GNU build-id) and gdb
@@ -136,59 +137,103 @@ def _gdb(api, plan: ImagePlan, image: str, elves: List[ElfInfo]) -> CheckResult:
     return CheckResult("gdb-finds-symbols", not bad, detail)
 
 
+@dataclass
+class CheckContext:
+    """What one image's checks look at; the ELF files under the prefix are read once, when first asked."""
+    api: object
+    plan: ImagePlan
+    target: Target
+    image: str
+    runtime_layers: Optional[List[str]] = None
+    layers: Optional[List[str]] = None
+    _elves: Optional[List[ElfInfo]] = None
+
+    @property
+    def elves(self) -> List[ElfInfo]:
+        if self._elves is None:
+            self._elves = _elves(self.api, self.image, self.plan.spec.prefix)
+        return self._elves
+
+
 def check_image(api, plan: ImagePlan, target: Target, image: str,
                 runtime_layers: Optional[List[str]] = None, layers: Optional[List[str]] = None) -> List[CheckResult]:
-    prefix = plan.spec.prefix
-    results: List[CheckResult] = [_entrypoint(api, plan, target, image), _no_package_cache(api, plan, image)]
-    v = target.variant
-    if v in ("runtime", "debug", "full", "component"):
-        elves = _elves(api, image, prefix)
-        results.append(CheckResult("software-installed", bool(elves) or v == "component",
-                                   f"{len(elves)} ELF file(s) under {prefix}"))
-    if v == "runtime":
-        with_debug = [e.path for e in elves if e.has_debug_info]
-        results.append(CheckResult("no-debug-info", not with_debug,
-                                   "no ELF file carries .debug_info" if not with_debug
-                                   else f".debug_info in {', '.join(with_debug[:5])}"))
-        results.append(_no_compiler(api, image))
-        rc, out = _sh(api, image, f"test -e {plan.source_dir} && echo present; true")
-        results.append(CheckResult("no-sources", "present" not in out,
-                                   f"{plan.source_dir} absent" if "present" not in out else f"{plan.source_dir} present"))
-    elif v == "debug":
-        debug_files: Dict[str, bool] = {}
-        for p, data in engine.iter_files(api, image, f"{DEBUG_ROOT}/.build-id"):
-            info = elf_info(p, data)
-            debug_files[p] = bool(info and info.has_debug_info)
-        split = [e for e in elves if e.has_debuglink]
-        missing = []
-        for e in split:
-            want = f"{DEBUG_ROOT}/.build-id/{e.build_id[:2]}/{e.build_id[2:]}.debug" if e.build_id else None
-            if not want or not debug_files.get(want):
-                missing.append(e.path)
-        unsplit = len(elves) - len(split)
-        note = f"; {unsplit} prebuilt without debug info" if unsplit else ""
-        # a debug image without a single symbol file is the failure peers shipped unnoticed
-        results.append(CheckResult("debug-files-by-build-id", bool(split) and not missing,
-                                   f"{len(split)} ELF file(s), each with its debug file{note}" if split and not missing
-                                   else f"no debug file for {', '.join(missing[:5]) or 'any ELF file'}{note}"))
-        results.append(_gdb(api, plan, image, elves))
-        if runtime_layers is not None and layers is not None:
-            ok = len(layers) == len(runtime_layers) + 1 and layers[:-1] == runtime_layers
-            results.append(CheckResult("one-layer-over-runtime", ok,
-                                       f"runtime {len(runtime_layers)} layer(s), debug {len(layers)}; "
-                                       + ("shares every runtime layer" if ok else "layers differ")))
-    elif v == "full":
-        results.append(_has_compiler(api, image))
-    elif v == "env":
-        results.append(_has_compiler(api, image))
-        rc, out = _sh(api, image, f"test -e {prefix} && echo present; true")
-        results.append(CheckResult("software-absent", "present" not in out, f"{prefix} {'present' if 'present' in out else 'absent'}"))
-    elif v == "component":
-        paths = " ".join(dest for _, dest in plan.component_copies(target.component))
-        rc, out = _sh(api, image, f"for p in {paths}; do test -e \"$p\" || echo \"missing $p\"; done")
-        results.append(CheckResult("component-paths", "missing" not in out, out.strip() or "all present"))
-        results.append(_no_compiler(api, image))
-    return results
+    """Every image: its entrypoint and no package cache; then what its kind of target claims
+    (targets.Kind.checks names the functions below, in order)."""
+    ctx = CheckContext(api, plan, target, image, runtime_layers, layers)
+    return [_entrypoint(api, plan, target, image), _no_package_cache(api, plan, image)] + target.kind.run_checks(ctx)
+
+
+# ---------------------------------------------------------------- the checks targets name
+
+def software_installed(ctx: CheckContext) -> List[CheckResult]:
+    prefix = ctx.plan.spec.prefix
+    return [CheckResult("software-installed", bool(ctx.elves) or ctx.target.component is not None,
+                        f"{len(ctx.elves)} ELF file(s) under {prefix}")]
+
+
+def no_debug_info(ctx: CheckContext) -> List[CheckResult]:
+    with_debug = [e.path for e in ctx.elves if e.has_debug_info]
+    return [CheckResult("no-debug-info", not with_debug, "no ELF file carries .debug_info" if not with_debug
+                        else f".debug_info in {', '.join(with_debug[:5])}")]
+
+
+def no_compiler(ctx: CheckContext) -> List[CheckResult]:
+    return [_no_compiler(ctx.api, ctx.image)]
+
+
+def has_compiler(ctx: CheckContext) -> List[CheckResult]:
+    return [_has_compiler(ctx.api, ctx.image)]
+
+
+def no_sources(ctx: CheckContext) -> List[CheckResult]:
+    src = ctx.plan.source_dir
+    rc, out = _sh(ctx.api, ctx.image, f"test -e {src} && echo present; true")
+    return [CheckResult("no-sources", "present" not in out, f"{src} absent" if "present" not in out
+                        else f"{src} present")]
+
+
+def debug_files(ctx: CheckContext) -> List[CheckResult]:
+    found: Dict[str, bool] = {}
+    for p, data in engine.iter_files(ctx.api, ctx.image, f"{DEBUG_ROOT}/.build-id"):
+        info = elf_info(p, data)
+        found[p] = bool(info and info.has_debug_info)
+    split = [e for e in ctx.elves if e.has_debuglink]
+    missing = []
+    for e in split:
+        want = f"{DEBUG_ROOT}/.build-id/{e.build_id[:2]}/{e.build_id[2:]}.debug" if e.build_id else None
+        if not want or not found.get(want):
+            missing.append(e.path)
+    unsplit = len(ctx.elves) - len(split)
+    note = f"; {unsplit} prebuilt without debug info" if unsplit else ""
+    # a debug image without a single symbol file is the failure peers shipped unnoticed
+    return [CheckResult("debug-files-by-build-id", bool(split) and not missing,
+                        f"{len(split)} ELF file(s), each with its debug file{note}" if split and not missing
+                        else f"no debug file for {', '.join(missing[:5]) or 'any ELF file'}{note}")]
+
+
+def gdb_finds_symbols(ctx: CheckContext) -> List[CheckResult]:
+    return [_gdb(ctx.api, ctx.plan, ctx.image, ctx.elves)]
+
+
+def one_layer_over_runtime(ctx: CheckContext) -> List[CheckResult]:
+    if ctx.runtime_layers is None or ctx.layers is None:
+        return []
+    ok = len(ctx.layers) == len(ctx.runtime_layers) + 1 and ctx.layers[:-1] == ctx.runtime_layers
+    return [CheckResult("one-layer-over-runtime", ok, f"runtime {len(ctx.runtime_layers)} layer(s), debug "
+                        f"{len(ctx.layers)}; " + ("shares every runtime layer" if ok else "layers differ"))]
+
+
+def software_absent(ctx: CheckContext) -> List[CheckResult]:
+    prefix = ctx.plan.spec.prefix
+    rc, out = _sh(ctx.api, ctx.image, f"test -e {prefix} && echo present; true")
+    return [CheckResult("software-absent", "present" not in out,
+                        f"{prefix} {'present' if 'present' in out else 'absent'}")]
+
+
+def component_paths(ctx: CheckContext) -> List[CheckResult]:
+    paths = " ".join(dest for _, dest in ctx.plan.component_copies(ctx.target.component))
+    rc, out = _sh(ctx.api, ctx.image, f"for p in {paths}; do test -e \"$p\" || echo \"missing $p\"; done")
+    return [CheckResult("component-paths", "missing" not in out, out.strip() or "all present")]
 
 
 def _main_binary(plan: ImagePlan, elves: List[ElfInfo]) -> Optional[str]:

@@ -11,6 +11,7 @@ from typing import Dict, List, Optional, Tuple
 
 from release_manager.spec.loader import LoadedSpec, SpecSet
 from release_manager.spec.model import Component, PackageSpec, Platform
+from release_manager.targets import KINDS, Kind
 
 DEBUG_ROOT = "/usr/lib/debug"
 SOURCE_ROOT = "/usr/src"
@@ -55,6 +56,11 @@ class Target:
     @property
     def image_suffix(self) -> str:
         return self.variant if self.component is None else f"{self.component.name}"
+
+    @property
+    def kind(self) -> Kind:
+        """The building block this target is (its stage, checks, build order, verification)."""
+        return KINDS[self.variant]
 
 
 @dataclass
@@ -213,9 +219,8 @@ def make_plan(specs: SpecSet, name: str, platform: Optional[str] = None) -> Imag
     plan = ImagePlan(spec=spec, spec_hash=loaded.hash, spec_path=spec_path,
                      platform_name=chosen, platform=specs.platforms[chosen], files=dict(loaded.files),
                      production_platform=spec.build_platform)
-    # The classic builder builds every stage before the target: runtime first, so building it
-    # never builds full or env, and debug (FROM runtime) comes right after.
-    order = ("runtime", "debug", "full", "env")
-    plan.targets = [Target(v, v) for v in sorted(spec.variants, key=order.index)] + \
+    # Each kind knows its place: runtime first, so building it never builds full or env, and debug
+    # (FROM runtime, checked against runtime's layers) right after.
+    plan.targets = sorted([Target(v, v) for v in spec.variants], key=lambda t: t.kind.order) + \
                    [Target(f"component-{c.name}", "component", c) for c in spec.components]
     return plan

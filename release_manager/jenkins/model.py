@@ -23,12 +23,13 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from release_manager.errors import UsageError
 from release_manager.spec.loader import SpecSet
+from release_manager.targets import verified_variants
 
 MARKER = "relman-managed"
 SEED_JOB = "relman-seed"
 RESULTS_DIR = "results"
 REPORTS_DIR = "reports"
-VERIFIED_VARIANTS = ("runtime", "full")   # env carries no software, debug is runtime plus symbols
+VERIFIED_VARIANTS = verified_variants()   # the targets say: the same set as the nightly
 PROMOTE_TIMEOUT_MINUTES = 60
 MAINTENANCE_CRON = "H 5 * * *"            # after the nightlies (H 2-3), before the working day
 MAINTENANCE_TIMEOUT_MINUTES = 60

@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+from release_manager.targets import verified_variants
 from release_manager.workflows.common import Context, utcnow
 
-# Variants that carry the software (env does not; components are checked by their build checks).
-VERIFIABLE = ("runtime", "debug", "full")
+# Variants that carry the software: the targets say (env does not; components are checked by their build checks).
+VERIFIABLE = verified_variants()
 _RESULT = {"pass": "pass", "warning": "pass", "known": "skip", "fail": "fail"}
 
 
