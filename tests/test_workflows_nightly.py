@@ -1,6 +1,7 @@
 """Nightly builds, retention (gc) and reconcile, end to end on a package of their own: a clone of the demo
 repository built under a fresh package name, so the registry repository these tests tag, delete and
-collect belongs to this run alone. The tests run in file order and build on each other's state."""
+collect belongs to this run alone. The life of one package's nightlies is one test, its steps in order
+(each step builds on the state the one before left); the other tests stand alone."""
 from __future__ import annotations
 
 import datetime as dt
@@ -25,7 +26,6 @@ from release_manager.workflows.promote import promote
 from release_manager.workflows.reconcile import reconcile
 
 DAY_A, DAY_B, TODAY = dt.date(2026, 10, 1), dt.date(2026, 11, 20), dt.date(2026, 11, 27)
-STATE = {}
 
 
 @pytest.fixture(scope="module")
@@ -45,10 +45,8 @@ def reg(settings):
     return Registry(settings.registry)
 
 
-def test_nightly_builds_verifies_tags_and_moves_aliases(ctx, pkg, wf_settings, host_reference):
-    t0 = time.monotonic()
+def _step_nightly_builds_verifies_tags_and_moves_aliases(ctx, pkg, wf_settings, state):
     rep = run_nightly(ctx, pkg["name"], DAY_A)
-    STATE["first_seconds"] = time.monotonic() - t0
     assert rep["status"] == "passed", rep
     assert [i["variant"] for i in rep["images"]] == ["runtime", "debug", "full"]
     r = reg(wf_settings)
@@ -60,14 +58,14 @@ def test_nightly_builds_verifies_tags_and_moves_aliases(ctx, pkg, wf_settings, h
     rows = {x["variant"]: x for x in image_rows(ctx, pkg["name"])}
     assert all(rows[v]["status"] == "verified" and rows[v]["verdict"] == "passed" for v in ("runtime", "debug", "full"))
     assert "nightly-20261001-runtime" in rows["runtime"]["tags"] and "nightly-runtime" in rows["runtime"]["tags"]
-    STATE["a"] = {i["variant"]: i["digest"] for i in rep["images"]}
+    state["a"] = {i["variant"]: i["digest"] for i in rep["images"]}
 
 
-def test_unchanged_head_is_skipped_quickly_and_recorded(ctx, pkg):
+def _step_unchanged_head_is_skipped_quickly_and_recorded(ctx, pkg):
     from release_manager.db.queries import audit
     t0 = time.monotonic()
     rep = run_nightly(ctx, pkg["name"], DAY_A + dt.timedelta(days=1))
-    STATE["skip_seconds"] = seconds = time.monotonic() - t0
+    seconds = time.monotonic() - t0
     assert rep["status"] == "skipped" and rep["last_nightly"] == "20261001"
     assert seconds < 15, seconds
     with ctx.database().read() as s:
@@ -75,7 +73,7 @@ def test_unchanged_head_is_skipped_quickly_and_recorded(ctx, pkg):
     assert reg(ctx.settings).manifest_digest(pkg["path"], "nightly-20261002-runtime") is None
 
 
-def test_cli_nightly_skip_as_json(pkg, wf_settings, monkeypatch):
+def _step_cli_nightly_skip_as_json(pkg, wf_settings, monkeypatch):
     monkeypatch.setenv("RELMAN_DB_URL", wf_settings.database_url)
     monkeypatch.setenv("RELMAN_SPECS_DIR", str(next(iter(pkg["specs"].packages.values())).path.parent))
     r = CliRunner().invoke(main, ["nightly", pkg["name"], "--date", "2026-10-03", "--json"])
@@ -84,21 +82,19 @@ def test_cli_nightly_skip_as_json(pkg, wf_settings, monkeypatch):
     assert rep["status"] == "skipped" and rep["date"] == "2026-10-03" and rep["summary_file"].endswith(".json")
 
 
-def test_new_commit_builds_and_moves_the_aliases(ctx, pkg, wf_settings):
+def _step_new_commit_builds_and_moves_the_aliases(ctx, pkg, wf_settings, state):
     add_commit(pkg["repo"], "README.md", "\nA later commit for the nightly.\n", "docs: nightly test",
                "2026-11-19T10:00:00+00:00")
-    t0 = time.monotonic()
     rep = run_nightly(ctx, pkg["name"], DAY_B)
-    STATE["second_seconds"] = time.monotonic() - t0
     assert rep["status"] == "passed", rep
     b = {i["variant"]: i["digest"] for i in rep["images"]}
-    assert all(b[v] != STATE["a"][v] for v in b)
+    assert all(b[v] != state["a"][v] for v in b)
     r = reg(wf_settings)
     for v, d in b.items():
         assert r.manifest_digest(pkg["path"], f"nightly-{v}") == d
-        assert r.manifest_digest(pkg["path"], f"nightly-20261001-{v}") == STATE["a"][v]   # the old one stays
-    STATE["b"] = b
-    STATE["commit_b"] = rep["commit"]
+        assert r.manifest_digest(pkg["path"], f"nightly-20261001-{v}") == state["a"][v]   # the old one stays
+    state["b"] = b
+    state["commit_b"] = rep["commit"]
 
 
 def test_failed_nightly_notifies_and_writes_a_summary(wf_settings, api, wf_db, tmp_path, demo_repo, webhook):
@@ -145,16 +141,16 @@ def test_nightly_without_verification_tags_but_moves_no_alias(wf_settings, api, 
     drop_repository(wf_settings, f"fermi-lat/{name}", api)
 
 
-def test_gc_dry_run_then_gc(ctx, pkg, wf_settings):
+def _step_gc_dry_run_then_gc(ctx, pkg, wf_settings, state):
     # what must survive: A's runtime promoted; B everything (newest, aliases)
     promote(ctx, pkg["name"], "nightly-20261001-runtime", "keep-a-runtime", "alice", "pinned for a paper")
     # an expired debug build of B's commit (its own images: the ref is part of the build key, so
     # labels never name another ref), and an old failed build
     from release_manager.workflows.debug import debug_build
-    sha = STATE["commit_b"][:12]
+    sha = state["commit_b"][:12]
     dbg = debug_build(ctx, pkg["name"], sha, "dave", ttl=1)
-    assert dbg["digest"] and dbg["digest"] != STATE["b"]["debug"]
-    record_result(ctx, {"package": pkg["name"], "ref": "main", "commit": STATE["commit_b"], "variant": "runtime",
+    assert dbg["digest"] and dbg["digest"] != state["b"]["debug"]
+    record_result(ctx, {"package": pkg["name"], "ref": "main", "commit": state["commit_b"], "variant": "runtime",
                         "target": "runtime", "build_key": "f" * 64, "repository": f"{wf_settings.registry}/{pkg['path']}",
                         "tags": [], "status": "failed", "started": "2026-11-01T03:00:00Z", "message": "make failed"})
     conf = GcSettings(nightly_days=14, keep=1, failed_days=7)
@@ -167,38 +163,38 @@ def test_gc_dry_run_then_gc(ctx, pkg, wf_settings):
     assert set(r.tags(pkg["path"])) == tags_before
     assert {x["id"]: x["status"] for x in image_rows(ctx, pkg["name"])} == status_before
     expired_debug = {i["digest"] for i in dbg["images"]}       # the expired request's debug and runtime
-    assert {d["digest"] for d in dry["deleted_manifests"]} == {STATE["a"]["debug"], STATE["a"]["full"]} | expired_debug
+    assert {d["digest"] for d in dry["deleted_manifests"]} == {state["a"]["debug"], state["a"]["full"]} | expired_debug
     assert f"{wf_settings.registry}/{pkg['path']}:nightly-20261001-runtime" in {t["tag"] for t in dry["removed_tags"]}
-    assert any(k["digest"] == STATE["a"]["runtime"] and "promoted" in k["why"] for k in dry["kept"])
+    assert any(k["digest"] == state["a"]["runtime"] and "promoted" in k["why"] for k in dry["kept"])
     assert [e["requester"] for e in dry["expired_requests"]] == ["dave"]
 
     done = collect(ctx, dry_run=False, package=pkg["name"], today=TODAY, conf=conf, now=later)
     assert done["deleted_manifests"] == dry["deleted_manifests"] and done["removed_tags"] == dry["removed_tags"]
-    assert r.manifest_digest(pkg["path"], STATE["a"]["debug"]) is None
-    assert r.manifest_digest(pkg["path"], STATE["a"]["full"]) is None
-    assert r.manifest_digest(pkg["path"], "keep-a-runtime") == STATE["a"]["runtime"]      # promoted: kept
+    assert r.manifest_digest(pkg["path"], state["a"]["debug"]) is None
+    assert r.manifest_digest(pkg["path"], state["a"]["full"]) is None
+    assert r.manifest_digest(pkg["path"], "keep-a-runtime") == state["a"]["runtime"]      # promoted: kept
     assert r.manifest_digest(pkg["path"], "nightly-20261001-runtime") is None            # its old tag went
     assert r.manifest_digest(pkg["path"], tags.debug_tag("dave", sha)) is None          # expired
     assert r.manifest_digest(pkg["path"], f"{sha}-debug") is None                       # a commit: its tags too
     assert r.manifest_digest(pkg["path"], f"{sha}-runtime") is None
-    for v, d in STATE["b"].items():                                                      # newest: untouched
+    for v, d in state["b"].items():                                                      # newest: untouched
         assert r.manifest_digest(pkg["path"], f"nightly-20261120-{v}") == d
         assert r.manifest_digest(pkg["path"], f"nightly-{v}") == d
     rows = image_rows(ctx, pkg["name"])
     by_digest = {x["digest"]: x for x in rows if x["digest"]}
-    assert by_digest[STATE["a"]["debug"]]["status"] == "retired"
-    assert by_digest[STATE["a"]["full"]]["status"] == "retired"
-    assert by_digest[STATE["a"]["runtime"]]["status"] == "promoted"
+    assert by_digest[state["a"]["debug"]]["status"] == "retired"
+    assert by_digest[state["a"]["full"]]["status"] == "retired"
+    assert by_digest[state["a"]["runtime"]]["status"] == "promoted"
     assert all(x["status"] == "retired" for x in rows if x["build_key"] == "f" * 64)
     # a second run finds nothing more to do
     again = collect(ctx, dry_run=True, package=pkg["name"], today=TODAY, conf=conf, now=later)
     assert not again["deleted_manifests"] and not again["removed_tags"] and not again["retired"]
 
 
-def test_reconcile_reports_and_fixes(ctx, pkg, wf_settings, monkeypatch):
+def _step_reconcile_reports_and_fixes(ctx, pkg, wf_settings, monkeypatch, state):
     assert reconcile(ctx, package=pkg["name"])["status"] == "clean"
     ghost = "sha256:" + uuid.uuid4().hex * 2
-    o = record_result(ctx, {"package": pkg["name"], "ref": "main", "commit": STATE["commit_b"], "variant": "env",
+    o = record_result(ctx, {"package": pkg["name"], "ref": "main", "commit": state["commit_b"], "variant": "env",
                             "target": "env", "build_key": "e" * 64, "tags": ["ghost-env"],
                             "repository": f"{wf_settings.registry}/{pkg['path']}", "status": "built", "pushed": True,
                             "digest": ghost, "image_id": ghost, "started": "2026-11-20T03:00:00Z"})
@@ -213,6 +209,19 @@ def test_reconcile_reports_and_fixes(ctx, pkg, wf_settings, monkeypatch):
     assert [p["tag"].rsplit(":", 1)[1] for p in rep["promoted_tags"]] == ["keep-a-runtime"]
     fixed = reconcile(ctx, fix=True, package=pkg["name"])
     assert fixed["status"] == "fixed" and len(fixed["fixed"]) == 2
-    assert reg(wf_settings).manifest_digest(pkg["path"], "keep-a-runtime") == STATE["a"]["runtime"]
+    assert reg(wf_settings).manifest_digest(pkg["path"], "keep-a-runtime") == state["a"]["runtime"]
     assert {x["id"]: x["status"] for x in image_rows(ctx, pkg["name"])}[o.image] == "retired"
     assert reconcile(ctx, package=pkg["name"])["status"] == "clean"
+
+
+def test_nightly_lifecycle(ctx, pkg, wf_settings, host_reference, monkeypatch):
+    """First nightly, unchanged head (API and CLI), a new commit, gc (dry run, then for real), reconcile."""
+    state = {}
+    _step_nightly_builds_verifies_tags_and_moves_aliases(ctx, pkg, wf_settings, state)
+    _step_unchanged_head_is_skipped_quickly_and_recorded(ctx, pkg)
+    with monkeypatch.context() as m:
+        _step_cli_nightly_skip_as_json(pkg, wf_settings, m)
+    _step_new_commit_builds_and_moves_the_aliases(ctx, pkg, wf_settings, state)
+    _step_gc_dry_run_then_gc(ctx, pkg, wf_settings, state)
+    with monkeypatch.context() as m:
+        _step_reconcile_reports_and_fixes(ctx, pkg, wf_settings, m, state)
