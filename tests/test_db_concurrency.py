@@ -2,6 +2,8 @@
 one winner for the same result, no lost rows for different ones. On each backend."""
 from __future__ import annotations
 
+import pytest
+
 import multiprocessing as mp
 
 from sqlalchemy import func, select
@@ -9,6 +11,10 @@ from sqlalchemy import func, select
 from test_db_helpers import db, empty_url, result  # noqa: F401 - fixtures
 
 from release_manager.db import models as m
+
+# the MariaDB and PostgreSQL databases are one per server, shared by this module's tests in file order
+pytestmark = pytest.mark.random_order(disabled=True)
+
 
 WORKERS = 6
 CTX = mp.get_context("fork")           # cheap to start; the child leaves the parent's connections alone

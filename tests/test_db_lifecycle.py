@@ -6,6 +6,10 @@ import pytest
 from release_manager.db import lifecycle as lc
 from release_manager.db.lifecycle import IllegalTransition, check
 
+# the MariaDB and PostgreSQL databases are one per server, shared by this module's tests in file order
+pytestmark = pytest.mark.random_order(disabled=True)
+
+
 HAPPY = [lc.REQUESTED, lc.BUILDING, lc.BUILT, lc.PUSHED, lc.VERIFYING, lc.VERIFIED, lc.PROMOTED]
 
 

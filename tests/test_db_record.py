@@ -13,6 +13,10 @@ from release_manager.db import (IllegalTransition, InvalidResult, record_build, 
 from release_manager.db import models as m
 from release_manager.errors import NotFound
 
+# the MariaDB and PostgreSQL databases are one per server, shared by this module's tests in file order
+pytestmark = pytest.mark.random_order(disabled=True)
+
+
 
 def count(db, model, *where):
     with db.read() as s:

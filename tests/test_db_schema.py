@@ -9,6 +9,9 @@ from test_db_helpers import empty_url, result  # noqa: F401 - fixtures
 from release_manager.db import connect, migrate, record_build
 from release_manager.db.connection import DatabaseError, SchemaError
 
+# the MariaDB and PostgreSQL databases are one per server, shared by this module's tests in file order
+pytestmark = pytest.mark.random_order(disabled=True)
+
 
 def _cli(url, monkeypatch, tmp_path, *args):
     from click.testing import CliRunner
@@ -129,6 +132,7 @@ Revises: {head}
 """
 from alembic import op
 import sqlalchemy as sa
+
 
 revision = "9002"
 down_revision = "{head}"
