@@ -211,3 +211,16 @@ def test_maintenance_job_runs_gc_then_reconcile_daily():
         assert job.cron and not job.parameters
         commands = [s.command for s in job.stages]
         assert commands[1:] == [f"relman gc --package {name}", f"relman reconcile --package {name}"]
+
+
+def test_platform_override_picks_the_builders_and_is_passed_in_plain_sight():
+    from jenkins_standin import reference_jobset
+    plain = reference_jobset().get("sciencetools/nightly")
+    assert plain.agent_label == "rhel7-builder"
+    assert "RELMAN_PLATFORM_OVERRIDES" not in dict(plain.environment)
+    local = reference_jobset(platform_overrides={"rhel7": "debian12-local"}).get("sciencetools/nightly")
+    assert local.agent_label == "local-builder"
+    assert dict(local.environment)["RELMAN_PLATFORM_OVERRIDES"] == "rhel7=debian12-local"
+    # other packages keep their own platform
+    other = reference_jobset(platform_overrides={"rhel7": "debian12-local"}).get("glastrelease/promote")
+    assert other.agent_label == "rhel6-builder"

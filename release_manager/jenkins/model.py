@@ -196,7 +196,7 @@ def _check_mode(mode: str) -> str:
 
 def build_jobs(specs: SpecSet, settings, opts: Optional[JenkinsOptions] = None) -> JobSet:
     """Every folder and job for the loaded specs, plus the seed job."""
-    from release_manager.plan import make_plan
+    from release_manager.plan import make_plan, platform_for
     from release_manager.tags import repository
 
     opts = opts or JenkinsOptions()
@@ -204,12 +204,16 @@ def build_jobs(specs: SpecSet, settings, opts: Optional[JenkinsOptions] = None) 
     folders: List[Folder] = []
     jobs: List[Job] = []
     for name in sorted(specs.packages):
-        plan = make_plan(specs, name)
+        # a platform override (RELMAN_PLATFORM_OVERRIDES) picks the builders of the platform really built
+        # on, and is passed to the jobs in plain sight
+        plan = make_plan(specs, name, platform_for(settings, specs, name))
         spec = plan.spec
         js = spec.jenkins
+        override = ([("RELMAN_PLATFORM_OVERRIDES", f"{plan.production_platform}={plan.platform_name}")]
+                    if plan.platform_override else [])
         common = dict(folder=name, package=name, spec_hash=plan.spec_hash, spec_path=plan.spec_path,
                       agent_label=plan.platform.builder_label, keep_builds=js.keep_builds,
-                      environment=[("RELMAN_REGISTRY", settings.registry), ("RELMAN_NAMESPACE", settings.namespace),
+                      environment=override + [("RELMAN_REGISTRY", settings.registry), ("RELMAN_NAMESPACE", settings.namespace),
                                    ("RELMAN_JOB_SPEC_HASH", plan.spec_hash)])
         folders.append(Folder(name, name, plan.spec_hash, plan.spec_path))
         repo = repository(settings.registry, settings.namespace, name)
