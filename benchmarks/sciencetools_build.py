@@ -16,36 +16,19 @@ import argparse
 import os
 import shutil
 import statistics
-import sys
-import tempfile
-import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from st_common import sciencetools_setup, timed
 
-from release_manager import fermitools  # noqa: E402
-from release_manager.build import Builder  # noqa: E402
-from release_manager.config import load_settings  # noqa: E402
-from release_manager.hostbuild import host_build  # noqa: E402
-from release_manager.spec import load_specs  # noqa: E402
-
-
-def timed(fn):
-    t0 = time.perf_counter()
-    out = fn()
-    return time.perf_counter() - t0, out
+from release_manager import fermitools
+from release_manager.build import Builder
+from release_manager.hostbuild import host_build
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--keep", action="store_true", help="keep the data folder (printed)")
     args = ap.parse_args()
-    data = Path(tempfile.mkdtemp(prefix="relman-bench-st-"))
-    fermitools.init_mirrors(data, ROOT / "image_specs", echo=lambda m: None)
-    settings = load_settings(data_dir=data, git_mirrors=fermitools.mirror_setting(data),
-                             platform_overrides={"rhel7": "debian12-local"})
-    specs = load_specs(ROOT / "image_specs")
+    data, settings, specs = sciencetools_setup("relman-bench-st-")
     quiet = lambda m: None  # noqa: E731
     builder = Builder(settings, specs, echo=quiet)
     tag = fermitools.FIXTURE_TAG

@@ -20,41 +20,25 @@ import json
 import os
 import shutil
 import statistics
-import sys
-import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+import git
+from st_common import sciencetools_setup, timed
 
-import git  # noqa: E402
-
-from release_manager import fermitools  # noqa: E402
-from release_manager.config import load_settings  # noqa: E402
-from release_manager.db import migrate  # noqa: E402
-from release_manager.db.connection import for_settings  # noqa: E402
-from release_manager.spec import load_specs  # noqa: E402
-from release_manager.workflows.common import Context  # noqa: E402
-from release_manager.workflows.nightly import run_nightly  # noqa: E402
-
-
-def timed(fn):
-    t0 = time.perf_counter()
-    out = fn()
-    return time.perf_counter() - t0, out
+from release_manager import fermitools
+from release_manager.db import migrate
+from release_manager.db.connection import for_settings
+from release_manager.workflows.common import Context
+from release_manager.workflows.nightly import run_nightly
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--keep", action="store_true")
     args = ap.parse_args()
-    data = Path(tempfile.mkdtemp(prefix="relman-bench-stn-"))
-    fermitools.init_mirrors(data, ROOT / "image_specs", echo=lambda m: None)
-    settings = load_settings(data_dir=data, git_mirrors=fermitools.mirror_setting(data),
-                             platform_overrides={"rhel7": "debian12-local"})
+    data, settings, specs = sciencetools_setup("relman-bench-stn-")
     migrate.upgrade(for_settings(settings))
-    specs = load_specs(ROOT / "image_specs")
     lines = []
     ctx = Context(settings, specs, echo=lines.append)
     umbrella = git.Repo(fermitools.mirror_root(data) / "ScienceTools.git")
