@@ -60,9 +60,18 @@ def host_build(builder, package: str, ref: str, prefix: Optional[Path] = None, f
             return prefix
     work = prefix.parent / f"{prefix.name}.src"
     files_dir = prefix.parent / f"{prefix.name}.files"
+    # a host build replaces its own folders only: never a folder that holds anything else (--prefix /usr)
+    ours = stamp_file.is_file()
+    for d in (prefix, work, files_dir):
+        if d.exists() and any(d.iterdir()) and not ours:
+            raise UsageError(f"host build of {package}: {d} exists and is not empty, and {prefix} is not a relman "
+                             "host build (no .relman-host-build.json): give --prefix a new or empty folder")
     for d in (work, files_dir, prefix):
         shutil.rmtree(d, ignore_errors=True)
     work.mkdir(parents=True)
+    prefix.mkdir(parents=True)
+    # claimed before building: a build that fails half-way leaves folders the next run may replace
+    stamp_file.write_text(json.dumps({"state": "building", "package": package, "commit": revision.commit}) + "\n")
     t0 = time.monotonic()
     with tempfile.TemporaryFile(dir=builder._tmp_dir()) as ctx:
         build_context(repo, revision.commit, {}, out=ctx, submodules=revision.submodules, layers=plan.layers)
@@ -92,7 +101,6 @@ def host_build(builder, package: str, ref: str, prefix: Optional[Path] = None, f
                 _run(step, work, env, package, echo)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-    prefix.mkdir(parents=True, exist_ok=True)
     stamp_file.write_text(json.dumps(stamp, indent=1, sort_keys=True) + "\n")
     echo(f"host build of {package} {ref} ({revision.commit[:12]}) installed in {prefix} "
          f"in {time.monotonic() - t0:.0f} s")

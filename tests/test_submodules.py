@@ -191,3 +191,18 @@ def test_platform_override_is_explicit_and_labelled(specs):
     assert "libclhep-dev" in local.build_packages and "libclhep2.1v5" in local.runtime_packages
     with pytest.raises(UsageError, match="no such platform"):
         make_plan(specs, "sciencetools", "rhel9")
+
+
+def test_host_build_never_replaces_a_folder_it_did_not_make(mirrors, specs, tmp_path):
+    """`relman host-build --prefix` pointing at a folder with other content is refused, untouched."""
+    from release_manager.build import Builder
+    from release_manager.hostbuild import host_build
+    s = load_settings(data_dir=mirrors, git_mirrors=fermitools.mirror_setting(mirrors),
+                      platform_overrides={"rhel7": "debian12-local"})
+    precious = tmp_path / "usr"
+    (precious / "bin").mkdir(parents=True)
+    (precious / "bin" / "tool").write_text("keep me\n")
+    with pytest.raises(UsageError, match="is not a relman host build"):
+        host_build(Builder(s, specs, echo=lambda m: None), "sciencetools", fermitools.FIXTURE_TAG, precious,
+                   echo=lambda m: None)
+    assert (precious / "bin" / "tool").read_text() == "keep me\n"
