@@ -310,14 +310,18 @@ class Component(Strict):
 
 
 class Tolerance(Strict):
+    """Row-by-row float tolerance. A pair passes when it is within `ulps` units in the last place (zeros
+    and denormals all equal), or within atol + rtol*|ref|. Nothing set: bit-exact (up to +0/-0)."""
     rtol: float = Field(0.0, ge=0)
     atol: float = Field(0.0, ge=0)
+    ulps: Optional[int] = Field(None, ge=0, le=1 << 20, description="units in the last place of the column's type")
 
 
 class ColumnRule(Strict):
     test: Literal["exact", "tolerance", "ks", "chi2", "ignore"]
     rtol: Optional[float] = Field(None, ge=0)
-    atol: Optional[float] = Field(None, ge=0)
+    atol: Optional[float] = Field(None, ge=0, description="in the column's own unit (TIME in s, angles in deg)")
+    ulps: Optional[int] = Field(None, ge=0, le=1 << 20)
     bins: Optional[int] = Field(None, gt=1)
     warn_below: float = Field(0.05, gt=0, lt=1, description="p-value under which the grade is 'warning'")
     fail_below: float = Field(0.01, gt=0, lt=1, description="p-value under which the grade is 'bad'")
@@ -332,18 +336,36 @@ class ColumnRule(Strict):
 class CompareRule(Strict):
     pattern: OneLine = Field(description="glob matched against output file paths")
     comparator: Literal["fits", "root", "text", "bytes"]
+    mode: Literal["reproducible", "statistical"] = Field(
+        "reproducible", description="reproducible: a deterministic rerun, compared row by row; statistical: a "
+        "rerun with other random seeds, compared as distributions with a family-wise false-alarm rate")
+    family_alpha: float = Field(0.01, gt=0, lt=0.5, description="statistical mode: family-wise false-alarm rate "
+                                "of all the tests of one file (Holm)")
+    family_warn: float = Field(0.05, gt=0, lt=0.5, description="statistical mode: warning level (Holm)")
+    profile: Optional[Literal["ft1", "ft2", "merit"]] = Field(
+        None, description="documented per-column tolerances for LAT products (release_manager/verify/lat_columns.py)")
+    history: Literal["masked", "exact", "ignore"] = Field(
+        "masked", description="FITS HISTORY/COMMENT: folders, dates and times masked; verbatim; or not compared")
     ignore_keywords: Optional[List[OneLine]] = None
     key_columns: List[OneLine] = Field(default_factory=list)
-    floats: Tolerance = Tolerance()
+    # nothing said about floats: a few ULPs of the column's type (release_manager/verify/lat_columns.py)
+    floats: Tolerance = Field(default_factory=lambda: Tolerance(ulps=4))
     columns: Dict[str, ColumnRule] = Field(default_factory=dict)
     mask_patterns: List[Regex] = Field(default_factory=list, description="text: regexes masked before diffing")
     min_entries: int = Field(20, ge=0, description="histograms: chi2 guard")
+    min_expected: float = Field(5.0, gt=0, description="chi2: minimum expected count per bin (rarer bins pooled)")
 
     @field_validator("pattern")
     @classmethod
     def _glob(cls, v):
         fnmatch.translate(v)
         return v
+
+    @model_validator(mode="after")
+    def _levels(self):
+        if self.family_alpha > self.family_warn:
+            raise ValueError(f"family_alpha ({self.family_alpha}) must not exceed family_warn ({self.family_warn})")
+        return self
 
 
 class KnownDifference(Strict):

@@ -1,8 +1,11 @@
 """Row-by-row comparison of one column, fed chunk by chunk (memory independent of the table size).
 
 Integers, booleans, bit arrays and strings must be equal. Floats are compared NaN-aware: NaN equals
-NaN, NaN against a number differs, and a pair passes when |cand - ref| <= atol + rtol * |ref|
-(rtol = atol = 0 means bit-exact up to +0/-0). Bit-identical chunks take a shortcut.
+NaN, +inf equals +inf, and any other pair with a non-finite side differs (counted by kind: a change
+in the count or the position of NaN/inf values is always a failure). A finite pair passes when it is
+within `ulps` units in the last place of the column's type (zeros and denormals all equal), or when
+|cand - ref| <= atol + rtol * |ref| (nothing set: bit-exact up to +0/-0). Bit-identical chunks take a
+shortcut.
 """
 from __future__ import annotations
 
@@ -39,15 +42,20 @@ def _bits(a: np.ndarray) -> Optional[np.ndarray]:
 class ColumnCompare:
     """Accumulates the row-by-row comparison of one column over chunks."""
 
-    def __init__(self, file: str, hdu: str, column: str, test: str, rtol: float = 0.0, atol: float = 0.0):
+    def __init__(self, file: str, hdu: str, column: str, test: str, rtol: float = 0.0, atol: float = 0.0,
+                 ulps: Optional[int] = None, unit: str = ""):
         self.file, self.hdu, self.column = file, hdu, column
         self.test = test                      # "exact" or "tolerance"
         self.rtol, self.atol = float(rtol), float(atol)
+        self.ulps = ulps
+        self.unit = unit
         self.rows = 0
         self.bad = 0
         self.nan_mismatch = 0
+        self.nonfinite: dict = {}             # "NaN in the candidate only" -> rows, ...
         self.max_abs = 0.0
         self.max_rel = 0.0
+        self.max_ulps = 0
         self.examples: List[tuple] = []       # (row, ref value, candidate value)
         self.identical = True
         self.problem: Optional[str] = None
@@ -94,14 +102,15 @@ class ColumnCompare:
     _mostly_differ = False
 
     def _tolerance(self, ref: np.ndarray, cand: np.ndarray) -> np.ndarray:
-        """Indices of the rows outside atol + rtol*|ref|, NaN-aware; computed in the column's own
-        float precision (an f4 difference of near values is exact; rtol*|ref| errs by ~1e-7 relative)."""
+        """Indices of the rows outside the tolerance, NaN-aware; computed in the column's own float
+        precision (an f4 difference of near values is exact; rtol*|ref| errs by ~1e-7 relative)."""
         self.identical = False
         n = len(ref)
         ft = np.result_type(ref.dtype, cand.dtype, np.float32)
         r = ref.astype(ft.newbyteorder("="), copy=False)
         c = cand.astype(ft.newbyteorder("="), copy=False)
         with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+            finite = np.isfinite(r) & np.isfinite(c)
             d = c - r
             np.abs(d, out=d)
             ar = np.abs(r)
@@ -109,17 +118,20 @@ class ColumnCompare:
             if self.atol:
                 lim += ft.type(self.atol)
             ok = d <= lim
-            m = np.fmax.reduce(d, axis=None) if d.size else 0.0
-            if np.isfinite(m):
-                self.max_abs = max(self.max_abs, float(m))
-            else:
-                fin = d[np.isfinite(d)]
-                if fin.size:
-                    self.max_abs = max(self.max_abs, float(fin.max()))
-            np.divide(d, ar, out=d)
-            rel = d[np.isfinite(d)] if not np.isfinite(np.fmax.reduce(d, axis=None) if d.size else 0) else d
-            if rel.size:
-                self.max_rel = max(self.max_rel, float(np.fmax.reduce(rel, axis=None)))
+            if self.ulps is not None:
+                dist = ulp_distance(r, c)
+                ok |= dist <= self.ulps
+                fd = dist[finite]
+                if fd.size:
+                    self.max_ulps = max(self.max_ulps, int(fd.max()))
+            ok &= finite                               # an infinite limit must not let inf pass
+            fin = d[finite]
+            if fin.size:
+                self.max_abs = max(self.max_abs, float(fin.max()))
+                np.divide(d, ar, out=d)
+                rel = d[finite & np.isfinite(d)]
+                if rel.size:
+                    self.max_rel = max(self.max_rel, float(rel.max()))
         if ok.ndim > 1:
             ok = ok.reshape(n, -1).all(axis=1)
         bad = np.flatnonzero(~ok)
@@ -133,35 +145,83 @@ class ColumnCompare:
                 good = good.reshape(len(bad), -1).all(axis=1)
                 nanmis = nanmis.reshape(len(bad), -1).any(axis=1)
             self.nan_mismatch += int(nanmis.sum())
+            self._count_nonfinite(rb, cb)
             bad = bad[~good]
         return bad
 
+    def _count_nonfinite(self, r: np.ndarray, c: np.ndarray) -> None:
+        """Counts, by kind, the values whose non-finite state differs between the sides."""
+        for side, a, b in (("the candidate", c, r), ("the reference", r, c)):
+            for kind, test in (("NaN", np.isnan), ("+inf", np.isposinf), ("-inf", np.isneginf)):
+                k = int(np.count_nonzero(test(a) & ~test(b)))
+                if k:
+                    key = f"{kind} in {side} only"
+                    self.nonfinite[key] = self.nonfinite.get(key, 0) + k
+
+    def _describe(self) -> str:
+        parts = []
+        if self.ulps is not None:
+            parts.append(f"{self.ulps} ULPs")
+        if self.atol or self.rtol or not parts:
+            u = f" {self.unit}" if self.unit else ""
+            parts.append(f"atol={self.atol:g}{u}, rtol={self.rtol:g}" if self.rtol else f"atol={self.atol:g}{u}")
+        return " or ".join(parts)
+
     def check(self) -> Check:
         th = {"rtol": self.rtol, "atol": self.atol} if self.test == "tolerance" else {}
+        if self.test == "tolerance" and self.ulps is not None:
+            th["ulps"] = self.ulps
         details = {"rows": self.rows, "differing_rows": self.bad}
+        if self.unit:
+            details["unit"] = self.unit
         if self.problem:
             return Check(self.file, self.test, FAIL, self.hdu, self.column, f"{self.column}: {self.problem}",
                          thresholds=th, details=details)
+        u = f" {self.unit}" if self.unit else ""
         if self.test == "tolerance" or self.max_abs:
             details.update(max_abs_diff=self.max_abs, max_rel_diff=self.max_rel)
+            if self.ulps is not None:
+                details["max_ulps"] = self.max_ulps
         if self.nan_mismatch:
             details["nan_mismatches"] = self.nan_mismatch
+        if self.nonfinite:
+            details["nonfinite_mismatches"] = dict(self.nonfinite)
         if self.bad == 0:
             msg = "identical" if self.identical else (
-                f"equal within rtol={self.rtol:g}, atol={self.atol:g} (max |diff| {self.max_abs:.3g}, "
-                f"max rel {self.max_rel:.3g})" if self.test == "tolerance" else "equal")
+                f"equal within {self._describe()} (max |diff| {self.max_abs:.3g}{u}"
+                + (f", {self.max_ulps} ULPs" if self.ulps is not None else f", max rel {self.max_rel:.3g}") + ")"
+                if self.test == "tolerance" else "equal")
             return Check(self.file, self.test, PASS, self.hdu, self.column, msg, statistic=self.max_abs,
                          thresholds=th, details=details)
-        how = f"beyond rtol={self.rtol:g}, atol={self.atol:g}" if self.test == "tolerance" else "(exact)"
+        how = f"beyond {self._describe()}" if self.test == "tolerance" else "(exact)"
         msg = f"{self.column}: {self.bad} of {self.rows} rows differ {how}"
         if self.max_abs:
-            msg += f"; max |diff| {self.max_abs:.6g}, max rel diff {self.max_rel:.3g}"
-        if self.nan_mismatch:
-            msg += f"; {self.nan_mismatch} NaN against a number"
+            msg += f"; max |diff| {self.max_abs:.6g}{u}"
+            msg += f" ({self.max_ulps} ULPs)" if self.ulps is not None else f", max rel diff {self.max_rel:.3g}"
+        if self.nonfinite:
+            msg += "; non-finite values moved: " + ", ".join(f"{k}: {v} row(s)" for k, v in sorted(self.nonfinite.items()))
         msg += "; first: " + ", ".join(f"row {r}: {a} vs {b}" for r, a, b in self.examples[:3])
         details["examples"] = [list(e) for e in self.examples]
         return Check(self.file, self.test, FAIL, self.hdu, self.column, msg, statistic=self.max_abs,
                      thresholds=th, details=details)
+
+
+def ulp_distance(r: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """Units in the last place between two same-type float arrays, as unsigned integers. Zeros and
+    denormals count as 0 (a flush-to-zero build and an IEEE build must agree); non-finite values give
+    meaningless distances and are judged apart."""
+    fi = np.finfo(r.dtype)
+    size = r.dtype.itemsize
+    ut = np.dtype(f"u{size}")
+    sign = ut.type(1 << (8 * size - 1))
+    out = []
+    for a in (r, c):
+        a = np.where(np.abs(a) < fi.tiny, a.dtype.type(0), a)
+        b = np.ascontiguousarray(a).view(ut)
+        # map the bits to an unsigned integer that orders like the floats: negatives flipped, positives offset
+        out.append(np.where(b & sign, ~b, b | sign))
+    kr, kc = out
+    return np.where(kr > kc, kr - kc, kc - kr)
 
 
 def _equal_generic(ref: np.ndarray, cand: np.ndarray) -> np.ndarray:

@@ -16,6 +16,15 @@ from release_manager.verify.rules import (VerifyUsageError, apply_known_differen
 
 def compare_file(ref: Path, cand: Path, relpath: str, rule: CompareRule, rules: List[CompareRule],
                  plots: Optional[dict] = None) -> List[Check]:
+    checks = _compare_file(ref, cand, relpath, rule, rules, plots)
+    if rule.mode == "statistical":
+        from release_manager.verify.family import grade_family
+        checks = grade_family(checks, rule)
+    return checks
+
+
+def _compare_file(ref: Path, cand: Path, relpath: str, rule: CompareRule, rules: List[CompareRule],
+                  plots: Optional[dict] = None) -> List[Check]:
     t0 = time.monotonic()
     for side, p in (("reference", ref), ("candidate", cand)):
         if not os.access(p, os.R_OK):

@@ -1,4 +1,7 @@
-"""Statistical comparisons: unbinned two-sample KS, binned chi2, and the Fermi data-monitoring
+"""Statistical comparisons: unbinned two-sample KS, the two-sample chi2 of a column (a discrete column
+binned on its own values, a continuous one on quantiles; bins under a minimum expected count pooled
+with their neighbours; scipy's contingency test, so the degrees of freedom are the bins kept minus
+one), the test of the NaN/inf fraction (Fisher's exact test), and the Fermi data-monitoring
 histogram chi2 (reference scaled to the test's entries, per-bin chi2 with both errors, chi2/ndf,
 worst bin, minimum-entries guard). KS is never used on binned data: it is biased there.
 
@@ -16,6 +19,7 @@ from release_manager.verify.result import PASS, WARNING, Check, grade_pvalue
 
 KS_SAMPLE = 1_000_000      # values per side kept for KS / binned chi2
 PLOT_SAMPLE = 50_000       # values per side kept for the report's overlay histograms
+MAX_DISCRETE = 256         # a column with at most this many distinct values gets one chi2 bin per value
 
 
 class RowSampler:
@@ -45,6 +49,10 @@ class Collector:
     def add(self, values: np.ndarray, mask: Optional[np.ndarray]) -> None:
         v = values if mask is None else values[mask]
         v = np.asarray(v)
+        if v.ndim == 2 and (v.dtype.kind == "b" or (v.dtype == np.int8 and np.isin(v, (0, 70, 84)).all())):
+            # a bit or logical array (EVENT_CLASS, EVENT_TYPE): the positions of the set bits, so that a
+            # distribution test sees which bits are set, not only how many
+            v = np.nonzero(v.astype(bool) if v.dtype.kind == "b" else v == 84)[1].astype(np.int16)
         if v.dtype.kind == "b":
             v = v.astype(np.int8)
         if v.dtype.kind not in "iufb":
@@ -103,11 +111,30 @@ def nonfinite_check(file: str, hdu: str, column: str, test: str, ref: np.ndarray
                  f"{cand.size} values)", thresholds=th, details={"nonfinite_ref": a, "nonfinite_cand": b})
 
 
+def nonfinite_fraction_check(file: str, hdu: str, column: str, ref: np.ndarray,
+                             cand: np.ndarray) -> Optional[Check]:
+    """Statistical mode: the fraction of NaN/inf values, Fisher's exact test on the 2x2 counts (graded
+    with the family); None when neither side has any."""
+    a, b = nonfinite_counts(ref), nonfinite_counts(cand)
+    ka, kb = sum(a.values()), sum(b.values())
+    if ka == 0 and kb == 0:
+        return None
+    p = float(stats.fisher_exact([[ka, ref.size - ka], [kb, cand.size - kb]]).pvalue)
+    return Check(file, "nonfinite", PASS, hdu, column,
+                 f"{column}: non-finite values {ka} of {ref.size} vs {kb} of {cand.size} "
+                 f"({', '.join(f'{k} {a[k]} vs {b[k]}' for k in a if a[k] or b[k])}); Fisher p={p:.3g}",
+                 pvalue=p, details={"nonfinite_ref": a, "nonfinite_cand": b})
+
+
 def ks_check(file: str, hdu: str, column: str, ref: np.ndarray, cand: np.ndarray, warn_below: float,
-             fail_below: float, sampled: bool = False) -> Check:
-    bad = nonfinite_check(file, hdu, column, "ks", ref, cand, {"warn_below": warn_below, "fail_below": fail_below})
-    if bad is not None:
-        return bad
+             fail_below: float, sampled: bool = False, family: bool = False) -> Check:
+    """family: statistical mode, where non-finite values have their own test and the p-value is graded
+    with the other tests of the file (Holm); else graded alone, and any change in NaN/inf counts fails."""
+    if not family:
+        bad = nonfinite_check(file, hdu, column, "ks", ref, cand, {"warn_below": warn_below,
+                                                                   "fail_below": fail_below})
+        if bad is not None:
+            return bad
     rn, cn = ~np.isfinite(ref), ~np.isfinite(cand)
     r, c = ref[~rn], cand[~cn]
     th = {"warn_below": warn_below, "fail_below": fail_below}
@@ -119,7 +146,7 @@ def ks_check(file: str, hdu: str, column: str, ref: np.ndarray, cand: np.ndarray
         return Check(file, "ks", res, hdu, column, f"{column}: no finite values on "
                      f"{'both sides' if res == PASS else 'one side'}", thresholds=th, details=details)
     statistic, pvalue = ks_2samp(r, c)
-    res = grade_pvalue(pvalue, warn_below, fail_below)
+    res = PASS if family else grade_pvalue(pvalue, warn_below, fail_below)
     note = " (random row sample)" if sampled else ""
     msg = f"{column}: KS D={statistic:.4g}, p={pvalue:.3g}{note}"
     if res != PASS:
@@ -170,23 +197,79 @@ def hist_check(file: str, hdu: str, column: str, test: str, h: dict, warn_below:
                  details=h)
 
 
+def pooled_bins(hr: np.ndarray, hc: np.ndarray, min_expected: float):
+    """Merges neighbouring bins until each kept bin's expected count (under equal distributions, on the
+    smaller side) reaches min_expected; a short tail joins the last kept bin. Returns the pooled
+    counts and, per kept bin, the slice of original bins it holds."""
+    n_r, n_c = hr.sum(), hc.sum()
+    frac = min(n_r, n_c) / max(n_r + n_c, 1)
+    groups, start, acc = [], 0, 0.0
+    for i in range(len(hr)):
+        acc += (hr[i] + hc[i]) * frac
+        if acc >= min_expected:
+            groups.append((start, i + 1))
+            start, acc = i + 1, 0.0
+    if start < len(hr):
+        if groups:
+            groups[-1] = (groups[-1][0], len(hr))
+        else:
+            groups.append((start, len(hr)))
+    pr = np.array([hr[a:b].sum() for a, b in groups])
+    pc = np.array([hc[a:b].sum() for a, b in groups])
+    return pr, pc, groups
+
+
 def chi2_check(file: str, hdu: str, column: str, ref: np.ndarray, cand: np.ndarray, bins: Optional[int],
-               warn_below: float, fail_below: float, min_entries: int = 20) -> Check:
-    """Binned chi2 of a stochastic column: equal-probability bins from the reference's quantiles."""
-    bad = nonfinite_check(file, hdu, column, "chi2", ref, cand, {"warn_below": warn_below, "fail_below": fail_below})
-    if bad is not None:
-        return bad
+               warn_below: float, fail_below: float, min_entries: int = 20, min_expected: float = 5.0,
+               family: bool = False) -> Check:
+    """Two-sample chi2 of a column. A discrete column (at most MAX_DISCRETE distinct values on the two
+    sides together) gets one bin per value; a continuous one `bins` equal-probability bins from the
+    quantiles of both sides. Bins expected to hold fewer than min_expected entries are pooled with
+    their neighbours (reported); the test is scipy's chi2 contingency test on the 2 x k table, with
+    k - 1 degrees of freedom."""
+    th = {"warn_below": warn_below, "fail_below": fail_below, "min_expected": min_expected}
+    if not family:
+        bad = nonfinite_check(file, hdu, column, "chi2", ref, cand, th)
+        if bad is not None:
+            return bad
     r, c = ref[np.isfinite(ref)], cand[np.isfinite(cand)]
-    nb = bins or 50
-    if r.size == 0:
-        return hist_check(file, hdu, column, "chi2", hist_chi2([0], [c.size], min_entries=max(min_entries, 1)),
-                          warn_below, fail_below)
-    edges = np.unique(np.quantile(r, np.linspace(0, 1, nb + 1)))
-    if edges.size < 2:
-        edges = np.array([r.min() - 0.5, r.max() + 0.5])
-    lo, hi = min(edges[0], c.min() if c.size else edges[0]), max(edges[-1], c.max() if c.size else edges[-1])
-    edges[0], edges[-1] = lo, np.nextafter(hi, np.inf)
-    hr, _ = np.histogram(r, edges)
-    hc, _ = np.histogram(c, edges)
-    return hist_check(file, hdu, column, "chi2", hist_chi2(hr, hc, min_entries=min_entries), warn_below,
-                      fail_below, edges)
+    details: dict = {"entries_ref": int(r.size), "entries_cand": int(c.size)}
+    if r.size < min_entries or c.size < min_entries:
+        res = PASS if (r.size == 0) == (c.size == 0) else "fail"
+        return Check(file, "chi2", res, hdu, column, f"{column}: fewer than the minimum entries ({r.size} / "
+                     f"{c.size}, minimum {min_entries}): not tested", thresholds=th, details=details)
+    both = np.concatenate([r, c])
+    values = np.unique(both)
+    if values.size <= MAX_DISCRETE:
+        # each value its own bin: quantile edges would merge the two largest values of a discrete column
+        hr = np.bincount(np.searchsorted(values, r), minlength=values.size)
+        hc = np.bincount(np.searchsorted(values, c), minlength=values.size)
+        labels = [f"{v:g}" for v in values]
+        details["binning"] = f"discrete: {values.size} distinct values"
+    else:
+        nb = bins or 50
+        edges = np.unique(np.quantile(both, np.linspace(0, 1, nb + 1)))
+        edges[-1] = np.nextafter(edges[-1], np.inf)
+        hr, _ = np.histogram(r, edges)
+        hc, _ = np.histogram(c, edges)
+        labels = [f"[{a:.4g}, {b:.4g})" for a, b in zip(edges[:-1], edges[1:])]
+        details["binning"] = f"continuous: {len(edges) - 1} quantile bins"
+    pr, pc, groups = pooled_bins(hr, hc, min_expected)
+    pooled = [f"{labels[a]}..{labels[b - 1]}" for a, b in groups if b - a > 1]
+    details.update(bins=len(groups), pooled=pooled[:20])
+    if len(groups) < 2:
+        return Check(file, "chi2", PASS, hdu, column, f"{column}: all entries in one bin after pooling: not tested",
+                     thresholds=th, details=details)
+    res_ = stats.chi2_contingency(np.vstack([pr, pc]), correction=False)
+    chi2, p, dof = float(res_.statistic), float(res_.pvalue), int(res_.dof)
+    expected = res_.expected_freq
+    per = (np.vstack([pr, pc]) - expected) ** 2 / expected
+    worst = int(np.argmax(per.sum(axis=0)))
+    wa, wb = groups[worst]
+    details.update(chi2=chi2, ndf=dof, worst_bin=labels[wa] if wb - wa == 1 else f"{labels[wa]}..{labels[wb - 1]}",
+                   worst_counts=[int(pr[worst]), int(pc[worst])])
+    res = PASS if family else grade_pvalue(p, warn_below, fail_below)
+    msg = (f"{column}: chi2/ndf = {chi2:.1f}/{dof} = {chi2 / dof:.2f}, p={p:.3g} ({details['binning']}"
+           f"{f', {len(pooled)} pooled bin(s)' if pooled else ''}); worst bin {details['worst_bin']}: "
+           f"{int(pr[worst])} vs {int(pc[worst])}")
+    return Check(file, "chi2", res, hdu, column, msg, statistic=chi2 / dof, pvalue=p, thresholds=th, details=details)

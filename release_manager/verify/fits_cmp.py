@@ -96,6 +96,7 @@ class FitsTable:
         self.rowlen = h.header["NAXIS1"]
         cols = h.columns
         self.names = list(cols.names)
+        self.units = {c.name: (c.unit or "") for c in cols}
         native = cols.dtype
         self.raw_dtype = native.newbyteorder(">")
         if self.raw_dtype.itemsize != self.rowlen:   # padded or odd layouts: explicit offsets
@@ -215,11 +216,11 @@ def compare_headers(relpath, hname, hr, hc, rule: CompareRule, is_table: bool) -
         if k not in vr:
             problems.append(f"{k} only in the candidate ({value(vc[k][0])!r})")
     for k in ("HISTORY", "COMMENT"):
-        if k in ignore:
+        if k in ignore or rule.history == "ignore":
             continue
         # long text wraps over several cards, so a path may be cut in two: the masks see the joined text,
         # and where it wraps depends on the text's length (a blank at a card's end is lost): blanks do not count
-        a, b = (re.sub(r"\s+", "", _mask("".join(x[k]), masks)) for x in (cr, cc))
+        a, b = (re.sub(r"\s+", "", _commentary("".join(x[k]), rule, masks)) for x in (cr, cc))
         if a != b:
             at = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
             problems.append(f"{k} cards differ ({len(cr[k])} vs {len(cc[k])} lines; first difference at "
@@ -235,6 +236,25 @@ def compare_headers(relpath, hname, hr, hc, rule: CompareRule, is_table: bool) -
 
 def _show(values) -> str:
     return repr(values[0]) if len(values) == 1 else repr(values)
+
+
+# HISTORY/COMMENT by default: dates and times, and the folders of paths (the file name stays: another
+# input file is a real difference), as the text comparator masks its lines
+HISTORY_MASKS = [(re.compile(p), r) for p, r in (
+    (r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})?", "<TIMESTAMP>"),
+    (r"\b(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)\w* +(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)\w* +\d{1,2} "
+     r"+\d{2}:\d{2}:\d{2}(?: +[A-Z]{2,5})? +\d{4}", "<DATE>"),
+    (r"\b\d{4}-\d{2}-\d{2}\b", "<DATE>"),
+    (r"\b\d{1,2}:\d{2}:\d{2}(?:\.\d+)?\b", "<TIME>"),
+    (r"(?<![\w.])(?:/[\w.+-]+)*/(?=[\w.+-])", "<DIR>/"),
+)]
+
+
+def _commentary(text: str, rule: CompareRule, masks) -> str:
+    if rule.history == "masked":
+        for rx, rep in HISTORY_MASKS:
+            text = rx.sub(rep, text)
+    return _mask(text, masks)
 
 
 def _mask(s, masks):

@@ -12,11 +12,14 @@ from pydantic import ValidationError
 
 from release_manager.errors import UsageError
 from release_manager.spec.model import ColumnRule, CompareRule, KnownDifference, Tolerance
+from release_manager.verify.lat_columns import DEFAULT_ULPS
 from release_manager.verify.result import FAIL, KNOWN, Check
 
 DEFAULT_IGNORE_KEYWORDS = ("DATE", "CREATOR", "DATASUM", "CHECKSUM", "FILENAME")
-# `relman compare` without --rules: exact for integers, bits and strings; rtol 1e-6 for floats.
-DEFAULT_FLOAT_TOLERANCE = Tolerance(rtol=1e-6, atol=0.0)
+# `relman compare` without --rules: exact for integers, bits and strings; floats within a few ULPs of
+# their own type (zeros and denormals equal). A relative tolerance is no default: rtol 1e-6 lets a MET
+# time (4e8 s) move by 400 s.
+DEFAULT_FLOAT_TOLERANCE = Tolerance(ulps=DEFAULT_ULPS)
 
 
 class VerifyUsageError(UsageError):

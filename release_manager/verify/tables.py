@@ -14,10 +14,11 @@ from typing import Dict, List, Optional
 import numpy as np
 from scipy import stats
 
-from release_manager.spec.model import CompareRule
+from release_manager.spec.model import ColumnRule, CompareRule
 from release_manager.verify.columns import ColumnCompare, is_float
 from release_manager.verify.distributions import (KS_SAMPLE, PLOT_SAMPLE, Collector, RowSampler, chi2_check,
-                                                  ks_check)
+                                                  ks_check, nonfinite_fraction_check)
+from release_manager.verify.lat_columns import profile_rule, profile_unit
 from release_manager.verify.result import FAIL, PASS, Check, grade_pvalue
 from release_manager.verify.rules import column_rule
 
@@ -26,30 +27,48 @@ GATHER_ROWS = 16384         # rows per random-access gather (bounds the pages to
 
 
 class Plan:
-    """What to do with each column of a table under a rule."""
+    """What to do with each column of a table under a rule.
 
-    def __init__(self, rule: CompareRule, names: List[str], dtypes: Dict[str, np.dtype]):
-        self.rowwise: Dict[str, tuple] = {}     # name -> (test, rtol, atol)
-        self.stat: Dict[str, object] = {}       # name -> ColumnRule (ks / chi2)
-        self.ignored: List[str] = []
+    Reproducible mode: every column row by row; a column's test comes from the rule's `columns:`, then
+    the rule's profile (documented LAT tolerances), then the rule's `floats:`. Statistical mode: every
+    numeric column as a distribution (integers by chi2 on their values, floats by KS) unless the rule's
+    `columns:` says otherwise."""
+
+    def __init__(self, rule: CompareRule, names: List[str], dtypes: Dict[str, np.dtype],
+                 units: Optional[Dict[str, str]] = None):
+        self.rowwise: Dict[str, tuple] = {}     # name -> (test, rtol, atol, ulps)
+        self.stat: Dict[str, ColumnRule] = {}   # name -> ColumnRule (ks / chi2)
+        self.ignored: Dict[str, str] = {}       # name -> why
+        self.units = {n: (units or {}).get(n) or profile_unit(rule.profile, n) for n in names}
+        statistical = rule.mode == "statistical"
         for n in names:
             cr = column_rule(rule, n)
             dt = dtypes[n]
-            if cr is not None and cr.test == "ignore":
-                self.ignored.append(n)
+            if cr is None and not statistical:
+                cr = profile_rule(rule.profile, n)
+            if cr is None and statistical:
+                if dt.kind in "iufb":
+                    self.stat[n] = ColumnRule(test="ks" if is_float(dt) else "chi2")
+                else:
+                    self.ignored[n] = "not numeric: no distribution test in statistical mode"
+            elif cr is not None and cr.test == "ignore":
+                self.ignored[n] = "ignored by the rule"
             elif cr is not None and cr.test in ("ks", "chi2"):
                 self.stat[n] = cr
-                if cr.rtol is not None or cr.atol is not None:     # a ks/chi2 rule with tolerances: both
-                    self.rowwise[n] = ("tolerance", cr.rtol or 0.0, cr.atol or 0.0)
+                if cr.rtol is not None or cr.atol is not None or cr.ulps is not None:   # tolerances too: both
+                    self.rowwise[n] = ("tolerance", cr.rtol or 0.0, cr.atol or 0.0, cr.ulps)
             elif cr is not None and cr.test == "tolerance":
+                explicit = cr.rtol is not None or cr.atol is not None or cr.ulps is not None
                 self.rowwise[n] = ("tolerance", cr.rtol if cr.rtol is not None else rule.floats.rtol,
-                                   cr.atol if cr.atol is not None else rule.floats.atol)
+                                   cr.atol if cr.atol is not None else rule.floats.atol,
+                                   # a unit tolerance adds to the ULP default, never replaces it with nothing
+                                   cr.ulps if cr.ulps is not None else rule.floats.ulps if explicit else None)
             elif cr is not None and cr.test == "exact":
-                self.rowwise[n] = ("exact", 0.0, 0.0)
-            elif is_float(dt) and (rule.floats.rtol or rule.floats.atol):
-                self.rowwise[n] = ("tolerance", rule.floats.rtol, rule.floats.atol)
+                self.rowwise[n] = ("exact", 0.0, 0.0, None)
+            elif is_float(dt) and (rule.floats.rtol or rule.floats.atol or rule.floats.ulps is not None):
+                self.rowwise[n] = ("tolerance", rule.floats.rtol, rule.floats.atol, rule.floats.ulps)
             else:
-                self.rowwise[n] = ("exact", 0.0, 0.0)
+                self.rowwise[n] = ("exact", 0.0, 0.0, None)
         self.plot = [n for n in names if n not in self.ignored and is_float(dtypes[n])
                      and len(dtypes[n].shape) == 0]
 
@@ -106,10 +125,11 @@ class TableCompare:
     def __init__(self, file: str, hdu: str, ref, cand, rule: CompareRule, names: List[str], plots: Optional[dict]):
         self.file, self.hdu, self.ref, self.cand, self.rule = file, hdu, ref, cand, rule
         self.names = names
-        self.plan = Plan(rule, names, {n: ref.dtype(n) for n in names})
+        self.plan = Plan(rule, names, {n: ref.dtype(n) for n in names}, getattr(ref, "units", None))
         self.plots = plots
         self.checks: List[Check] = []
-        self.cmp = {n: ColumnCompare(file, hdu, n, t, rt, at) for n, (t, rt, at) in self.plan.rowwise.items()}
+        self.cmp = {n: ColumnCompare(file, hdu, n, t, rt, at, ulps, self.plan.units.get(n, ""))
+                    for n, (t, rt, at, ulps) in self.plan.rowwise.items()}
         self.stat_r = {n: Collector() for n in self.plan.stat}
         self.stat_c = {n: Collector() for n in self.plan.stat}
         self.plot_names = self.plan.plot if plots is not None else []
@@ -160,10 +180,10 @@ class TableCompare:
         return self.checks
 
     def _rows_check(self, nr, nc):
-        if not self.plan.rowwise and nr != nc:
+        if self.rule.mode == "statistical" or (not self.plan.rowwise and nr != nc):
             # only distributions are compared: the counts may differ by chance (Poisson)
             z = (nc - nr) / np.sqrt(max(nr + nc, 1))
-            p = float(2 * stats.norm.sf(abs(z)))
+            p = float(2 * stats.norm.sf(abs(z))) if nr != nc else 1.0
             res = grade_pvalue(p, 0.05, 0.01)
             self.check("rows", res, f"row count {nr} in the reference, {nc} in the candidate "
                        f"(z={z:.2f}, p={p:.3g}; only statistical tests apply)", statistic=float(z), pvalue=p,
@@ -303,9 +323,10 @@ class TableCompare:
     def _finish(self, compared_rowwise: bool):
         sampled = getattr(self, "sampled", False)
         results = {}
+        family = self.rule.mode == "statistical"       # graded together afterwards (verify/family.py)
         for name in self.names:
             if name in self.plan.ignored:
-                self.check("ignore", PASS, f"{name}: ignored by the rule", column=name)
+                self.check("ignore", PASS, f"{name}: {self.plan.ignored[name]}", column=name)
                 continue
             if name in self.cmp and compared_rowwise:
                 c = self.cmp[name].check()
@@ -314,11 +335,15 @@ class TableCompare:
             if name in self.plan.stat:
                 cr = self.plan.stat[name]
                 r, c = self.stat_r[name].values(), self.stat_c[name].values()
+                if family:
+                    nf = nonfinite_fraction_check(self.file, self.hdu, name, r, c)
+                    if nf is not None:
+                        self.checks.append(nf)
                 if cr.test == "ks":
-                    ch = ks_check(self.file, self.hdu, name, r, c, cr.warn_below, cr.fail_below, sampled)
+                    ch = ks_check(self.file, self.hdu, name, r, c, cr.warn_below, cr.fail_below, sampled, family)
                 else:
                     ch = chi2_check(self.file, self.hdu, name, r, c, cr.bins, cr.warn_below, cr.fail_below,
-                                    self.rule.min_entries)
+                                    self.rule.min_entries, self.rule.min_expected, family)
                 self.checks.append(ch)
                 results[name] = ch
         if self.plots is not None:
