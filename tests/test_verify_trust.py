@@ -236,3 +236,19 @@ def test_history_folders_and_dates_masked_by_default(events):
     assert failing(compare_paths(ref, cand, verbatim))[0].test == "header"
     skip = [CompareRule(pattern="*.fits", comparator="fits", history="ignore")]
     assert compare_paths(ref, other, skip).verdict == "pass"
+
+
+def test_compare_command_mode_and_profile(events, tmp_path):
+    from click.testing import CliRunner
+
+    from release_manager.cli import main
+    cand = edited(events, "cli-time.fits", lambda d, h: d["TIME"].__iadd__(10.0))
+    r = CliRunner().invoke(main, ["compare", str(events / "ref.fits"), str(cand), "--profile", "ft1"])
+    assert r.exit_code == 1 and "TIME" in r.output and "max |diff| 10 s" in r.output, r.output
+    r = CliRunner().invoke(main, ["compare", str(events / "ref.fits"), str(cand), "--mode", "statistical", "-v"])
+    assert r.exit_code == 0 and "Holm-adjusted" in r.output, r.output
+    rules = tmp_path / "r.yaml"
+    rules.write_text("- {pattern: '*', comparator: fits}\n")
+    r = CliRunner().invoke(main, ["compare", str(events / "ref.fits"), str(cand), "--rules", str(rules),
+                                  "--mode", "statistical"])
+    assert r.exit_code == 2 and "rules file" in r.output and "mode:" in r.output, r.output

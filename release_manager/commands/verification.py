@@ -56,16 +56,29 @@ def register(main):
     @click.argument("reference", type=click.Path(path_type=Path))
     @click.argument("candidate", type=click.Path(path_type=Path))
     @click.option("--rules", "rules_file", type=click.Path(path_type=Path),
-                  help="YAML list of rules (pattern, comparator, ...); default: exact integers, rtol 1e-6 floats")
+                  help="YAML list of rules (pattern, comparator, ...); default: reproducible, exact integers, "
+                       "floats within 4 ULPs")
+    @click.option("--mode", type=click.Choice(["reproducible", "statistical"]),
+                  help="without --rules: compare row by row (a deterministic rerun) or as distributions "
+                       "(a rerun with other seeds, family-wise false-alarm rate 1%)")
+    @click.option("--profile", type=click.Choice(["ft1", "ft2", "merit"]),
+                  help="without --rules: the documented LAT column tolerances (times in s, angles in deg)")
     @click.option("--report", "report", type=click.Path(path_type=Path), help="folder for JUnit, JSON and HTML")
     @click.option("-v", "--verbose", is_flag=True, help="list passing checks too")
     @click.pass_obj
-    def compare_cmd(settings, reference, candidate, rules_file, report, verbose):
+    def compare_cmd(settings, reference, candidate, rules_file, mode, profile, report, verbose):
         """Compare REFERENCE with CANDIDATE: two files or two folders."""
+        from release_manager.errors import UsageError
         from release_manager.verify.compare import compare_paths
         from release_manager.verify.report import write_reports
         from release_manager.verify.rules import default_rules, load_rules_file
+        if rules_file and (mode or profile):
+            raise UsageError("--mode and --profile apply to the default rules: with --rules, say them in the "
+                             f"rules file {rules_file} (mode:, profile:)")
         rules = load_rules_file(rules_file) if rules_file else default_rules()
+        if mode or profile:
+            rules = [r.model_copy(update={k: v for k, v in (("mode", mode), ("profile", profile)) if v})
+                     if r.comparator in ("fits", "root") else r for r in rules]
         outcome = compare_paths(reference, candidate, rules, plots=report is not None)
         outcome.title = f"{reference} vs {candidate}"
         paths = write_reports(outcome, report) if report else {}
