@@ -137,6 +137,17 @@ def measure(kind: str, ref: Path, cand: Path, best_of: int = 1) -> dict:
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
+def whole_command(argv) -> dict:
+    """A command timed from outside, interpreter start included; peak memory of that one command
+    (a fresh parent per measurement, so RUSAGE_CHILDREN holds only it)."""
+    code = ("import resource, subprocess, sys, time; t = time.perf_counter(); "
+            "rc = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode; "
+            "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, rc)")
+    out = subprocess.run([sys.executable, "-c", code, *map(str, argv)], capture_output=True, text=True, cwd=ROOT)
+    wall, mb, rc = out.stdout.split()
+    return {"seconds": float(wall), "maxrss_mb": float(mb), "exit": int(rc)}
+
+
 # ---------------------------------------------------------------------- main
 
 def main():
@@ -179,6 +190,16 @@ def main():
                       f"identical={fd['identical']}")
                 print(f"   speed-up relman vs FITSDiff: {fd['seconds'] / rel['seconds']:.2f}x")
                 row.update(fitsdiff_s=fd["seconds"], fitsdiff_mb=fd["maxrss_mb"])
+                # whole commands, as a user runs them: `relman compare` with its default rules (floats
+                # within 4 ULPs) against astropy's `fitsdiff` script at rtol 1e-5
+                rc = whole_command([sys.executable, "-m", "release_manager", "compare", ref, cand])
+                fc = whole_command(["fitsdiff", "-r", "1e-5", "-k", ",".join(IGNORE), ref, cand])
+                print(f"whole commands: relman compare {rc['seconds']:.2f} s, {rc['maxrss_mb']:.0f} MB (exit "
+                      f"{rc['exit']}); fitsdiff {fc['seconds']:.2f} s, {fc['maxrss_mb']:.0f} MB (exit {fc['exit']}): "
+                      f"{fc['seconds'] / rc['seconds']:.2f}x faster (target >= 2x), "
+                      f"{rc['maxrss_mb'] / fc['maxrss_mb']:.0%} of its memory (target <= 25%)")
+                row.update(cmd_relman_s=rc["seconds"], cmd_relman_mb=rc["maxrss_mb"], cmd_fitsdiff_s=fc["seconds"],
+                           cmd_fitsdiff_mb=fc["maxrss_mb"])
             same = folder / f"same-{n}.fits"
             shutil.copyfile(ref, same)
             read_same = measure("read", ref, same, best_of=3)
