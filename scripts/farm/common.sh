@@ -45,6 +45,6 @@ farm_user() {
         changed=1
     fi
     # a folder the farm user owns, for job scripts and outputs of the local sites
-    mkdir -p "$FARM_STATE/work" "$FARM_STATE/sif-cache"
-    chown "$FARM_USER:" "$FARM_STATE/work" "$FARM_STATE/sif-cache"
+    mkdir -p "$FARM_STATE/work" "$FARM_STATE/sif-cache" "$FARM_STATE/scratch"
+    chown "$FARM_USER:" "$FARM_STATE/work" "$FARM_STATE/sif-cache" "$FARM_STATE/scratch"
 }
