@@ -30,11 +30,16 @@ IMAGE_RE = re.compile(r"^[a-z0-9][a-z0-9._/:-]*\Z")
 BIND_KINDS = ("software", "calibration", "xrootd", "scratch")
 
 
-def _path(v: str) -> str:
-    if is_placeholder(v) or PATH_RE.match(v):
-        return v
-    raise ValueError(f"{v!r} is not an absolute path of letters, digits and . _ / + @ - (no spaces, no ':') "
-                     "nor a '<placeholder: ...>'")
+def _matching(regex, what: str, placeholder: bool = False, optional: bool = False):
+    """A field validator: the value matches regex (or is a placeholder / None where allowed)."""
+    def check(v):
+        if (optional and v is None) or (placeholder and is_placeholder(v)) or regex.match(v):
+            return v
+        raise ValueError(f"{v!r} is not {what}" + (" nor a '<placeholder: ...>'" if placeholder else ""))
+    return check
+
+
+_path = _matching(PATH_RE, "an absolute path of letters, digits and . _ / + @ - (no spaces, no ':')", placeholder=True)
 
 
 class Strict(BaseModel):
@@ -64,12 +69,7 @@ class CalibrationDB(Strict):
     credentials_file: str
     container_path: str = "/run/relman/calibdb-credentials"
 
-    @field_validator("host")
-    @classmethod
-    def _host(cls, v):
-        if is_placeholder(v) or HOST_RE.match(v):
-            return v
-        raise ValueError(f"{v!r} is not a host name (letters, digits, '.', '-', optional :port) nor a '<placeholder: ...>'")
+    _host = field_validator("host")(_matching(HOST_RE, "a host name (letters, digits, '.', '-', optional :port)", True))
 
     _paths = field_validator("credentials_file", "container_path")(_path)
 
@@ -79,19 +79,8 @@ class Limits(Strict):
     memory: str = "2GiB"
     cpus: int = Field(1, ge=1, le=256)
 
-    @field_validator("walltime")
-    @classmethod
-    def _walltime(cls, v):
-        if not WALLTIME_RE.match(v):
-            raise ValueError(f"{v!r} is not a wall time HH:MM:SS")
-        return v
-
-    @field_validator("memory")
-    @classmethod
-    def _memory(cls, v):
-        if not SIZE_RE.match(v):
-            raise ValueError(f"{v!r} is not a size such as 2GiB, 500MB ({', '.join(SIZE_UNITS)})")
-        return v
+    _walltime = field_validator("walltime")(_matching(WALLTIME_RE, "a wall time HH:MM:SS"))
+    _memory = field_validator("memory")(_matching(SIZE_RE, f"a size such as 2GiB, 500MB ({', '.join(SIZE_UNITS)})"))
 
     @property
     def memory_mb(self) -> int:
@@ -120,12 +109,8 @@ class ApptainerSettings(Strict):
     def _command(cls, v):
         return v if v == "apptainer" else _path(v)
 
-    @field_validator("tool_image")
-    @classmethod
-    def _tool(cls, v):
-        if v is not None and not IMAGE_RE.match(v):
-            raise ValueError(f"{v!r} is not an image reference (lowercase letters, digits, . _ / : -)")
-        return v
+    _tool = field_validator("tool_image")(_matching(IMAGE_RE, "an image reference (lowercase letters, digits, . _ / : -)",
+                                                    optional=True))
 
 
 class Site(Strict):
@@ -142,12 +127,8 @@ class Site(Strict):
     limits: Limits = Limits()
     apptainer: Optional[ApptainerSettings] = None
 
-    @field_validator("name")
-    @classmethod
-    def _name(cls, v):
-        if not NAME_RE.match(v):
-            raise ValueError(f"{v!r} is not a site name: lowercase letters, digits, single '.', '_' or '-' between them")
-        return v
+    _name = field_validator("name")(_matching(NAME_RE, "a site name: lowercase letters, digits, single '.', '_' or '-' "
+                                                       "between them"))
 
     @field_validator("description")
     @classmethod
@@ -156,19 +137,9 @@ class Site(Strict):
             raise ValueError("must be a single line")
         return v
 
-    @field_validator("queue")
-    @classmethod
-    def _queue(cls, v):
-        if v is None or is_placeholder(v) or QUEUE_RE.match(v):
-            return v
-        raise ValueError(f"{v!r} is not a queue or partition name (letters, digits, _ . @ -)")
-
-    @field_validator("submit_user")
-    @classmethod
-    def _user(cls, v):
-        if v is None or USER_RE.match(v):
-            return v
-        raise ValueError(f"{v!r} is not a user name (lowercase letters, digits, _ -)")
+    _queue = field_validator("queue")(_matching(QUEUE_RE, "a queue or partition name (letters, digits, _ . @ -)",
+                                                placeholder=True, optional=True))
+    _user = field_validator("submit_user")(_matching(USER_RE, "a user name (lowercase letters, digits, _ -)", optional=True))
 
     _workdir = field_validator("workdir")(_path)
 

@@ -47,4 +47,12 @@ farm_user() {
     # a folder the farm user owns, for job scripts and outputs of the local sites
     mkdir -p "$FARM_STATE/work" "$FARM_STATE/sif-cache" "$FARM_STATE/scratch"
     chown "$FARM_USER:" "$FARM_STATE/work" "$FARM_STATE/sif-cache" "$FARM_STATE/scratch"
+    # the local sites' stand-in for the calibration database's credentials file: throw-away, readable
+    # by the farm user only (jobs get it bound read-only; its content never reaches a script or log)
+    local cred="$FARM_STATE/calibdb-credentials"
+    if [ ! -f "$cred" ]; then
+        printf '[client]\nuser=calib-reader\npassword=%s\n' "$(head -c 18 /dev/urandom | base64)" >"$cred"
+        changed=1
+    fi
+    chown "root:$FARM_USER" "$cred"; chmod 640 "$cred"
 }
