@@ -39,9 +39,22 @@ APPTAINER=(docker run --rm -i --network host --security-opt seccomp=unconfined
     -v /var/lib/relman-farm/sif-cache:/var/lib/relman-farm/sif-cache -v /farm/work/relman-20261201T000000-000000:/farm/work/relman-20261201T000000-000000 -w "$taskdir"
     --user 0 relman/apptainer:sid
     sh -c 'chmod 666 /dev/fuse && { getent passwd "$RELMAN_UID" >/dev/null || echo "farm:x:$RELMAN_UID:$RELMAN_GID:farm:/nonexistent:/bin/sh" >>/etc/passwd; } && { getent group "$RELMAN_GID" >/dev/null || echo "farm:x:$RELMAN_GID:" >>/etc/group; } && exec setpriv --reuid="$RELMAN_UID" --regid="$RELMAN_GID" --clear-groups -- "$@"' sh apptainer)
-stop_container() { docker kill "$name" "$name-pull" >/dev/null 2>&1; exit 143; }
+# A cancelled job stops its container: the container is not the scheduler's child, so the signal the
+# scheduler sends first (USR2 TERM) removes it while the job waits on it. The signal can come while
+# `docker run` is still creating it: stop the client, then remove the container until none is left.
+child=""
+stop_container() {
+    trap '' USR2 TERM
+    [ -n "$child" ] && kill "$child" 2>/dev/null
+    for _ in $(seq 1 40); do
+        docker rm -f "$name" "$name-pull" >/dev/null 2>&1
+        { [ -n "$child" ] && kill -0 "$child" 2>/dev/null; } || docker container inspect "$name" "$name-pull" >/dev/null 2>&1 || break
+        sleep 0.1
+    done
+    exit 143
+}
 trap stop_container USR2 TERM
-run_apptainer() { local cname=$1; shift; "${APPTAINER[@]:0:3}" --name "$cname" "${APPTAINER[@]:3}" "$@" & wait $!; }
+run_apptainer() { local cname=$1; shift; "${APPTAINER[@]:0:3}" --name "$cname" "${APPTAINER[@]:3}" "$@" & child=$!; wait "$child"; }
 # The SIF is pulled once per node into the site's cache (named by its digest); the lock makes the
 # node's other tasks wait for the first one's pull instead of pulling it again.
 sif=/var/lib/relman-farm/sif-cache/sha256-cdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcd.sif

@@ -18,8 +18,19 @@ name="relman-${SLURM_ARRAY_JOB_ID}-${task}"
 taskdir=/farm/work/relman-20261201T000000-000000/task-"$task"
 mkdir -p "$taskdir" && cd "$taskdir" || exit 1
 # A cancelled job stops its container: the container is not the scheduler's child, so the signal the
-# scheduler sends first (TERM) is turned into `docker kill` while the job waits on it.
-stop_container() { docker kill "$name" >/dev/null 2>&1; exit 143; }
+# scheduler sends first (TERM) removes it while the job waits on it. The signal can come while
+# `docker run` is still creating it: stop the client, then remove the container until none is left.
+child=""
+stop_container() {
+    trap '' TERM
+    [ -n "$child" ] && kill "$child" 2>/dev/null
+    for _ in $(seq 1 40); do
+        docker rm -f "$name" >/dev/null 2>&1
+        { [ -n "$child" ] && kill -0 "$child" 2>/dev/null; } || docker container inspect "$name" >/dev/null 2>&1 || break
+        sleep 0.1
+    done
+    exit 143
+}
 trap stop_container TERM
 docker run --rm --init --name "$name" --user "$(id -u):$(id -g)" \
     --memory 2048m --cpus 1 \
@@ -33,4 +44,5 @@ docker run --rm --init --name "$name" --user "$(id -u):$(id -g)" \
     -v /farm/work/relman-20261201T000000-000000:/farm/work/relman-20261201T000000-000000 -w "$taskdir" \
     127.0.0.1:5000/fermi-lat/evtselect@sha256:abababababababababababababababababababababababababababababababab \
     evtselect infile=/scratch/ft1.fits.gz outfile=selected.fits emin=20000 &
-wait $!
+child=$!
+wait "$child"
