@@ -1,0 +1,1 @@
+"""Batch farms: site files (site.py), job scripts and submission (launcher.py), accounting (accounting.py)."""

@@ -1,0 +1,161 @@
+"""Site files and the job scripts rendered from them (no scheduler, no engine): every shipped site
+loads; bad site files fail with file, field, value and what is allowed; every site's job script equals
+its golden fixture and is valid bash; hostile arguments stay data.
+
+After an intended change, regenerate and review the diff:
+    RELMAN_REGENERATE_GOLDEN=1 python -m pytest tests/test_farm_sites.py
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from release_manager.cli import main
+from release_manager.errors import SpecError, UsageError
+from release_manager.farm import launcher
+from release_manager.farm.site import load_site, site_names
+
+GOLDEN = Path(__file__).parent / "golden" / "farm"
+REGENERATE = os.environ.get("RELMAN_REGENERATE_GOLDEN") == "1"
+DIGEST = "sha256:" + "ab" * 32
+SIF_DIGEST = "sha256:" + "cd" * 32
+IMAGE = launcher.ImageRef("127.0.0.1:5000", "fermi-lat/evtselect", "v1.1.0-runtime", DIGEST)
+SIF = launcher.ImageRef("127.0.0.1:5000", "fermi-lat/evtselect", "v1.1.0-runtime-sif", SIF_DIGEST)
+COMMAND = ["evtselect", "infile=/scratch/ft1.fits.gz", "outfile=selected.fits", "emin=20000"]
+LOCAL = ["local-sge-docker", "local-sge-apptainer", "local-slurm-apptainer", "local-slurm-docker"]
+FARMS = ["slac-lsf-docker", "s3df-slurm-apptainer", "ccin2p3-uge-apptainer"]
+
+
+def _job(name, command=COMMAND, tasks=4):
+    site, _ = load_site(name)
+    return launcher.prepare(site, IMAGE, command, tasks, sif=SIF if site.runtime == "apptainer" else None,
+                            name="relman-20261201T000000-000000", workdir=Path("/farm/work"))
+
+
+def test_shipped_sites():
+    assert set(LOCAL + FARMS) <= set(site_names())
+    combos = {(load_site(n)[0].scheduler, load_site(n)[0].runtime) for n in site_names()}
+    assert {("lsf", "docker"), ("slurm", "apptainer"), ("sge", "apptainer"), ("sge", "docker")} <= combos
+    for n in LOCAL:
+        assert load_site(n)[0].placeholders() == [], n
+    for n in FARMS:
+        ph = dict(load_site(n)[0].placeholders())
+        # what cannot be known here is a visible placeholder: the queue and the calibration database at least
+        assert "queue" in ph and "calibration_db.host" in ph and "calibration_db.credentials_file" in ph, n
+
+
+@pytest.mark.parametrize("name", sorted(site_names()))
+def test_job_script_matches_golden(name):
+    text = launcher.render(_job(name))
+    golden = GOLDEN / f"{name}.sh"
+    if REGENERATE:
+        golden.write_text(text)
+    assert golden.exists(), f"no golden fixture {golden}; regenerate with RELMAN_REGENERATE_GOLDEN=1"
+    assert text == golden.read_text(), f"{name}: job script differs from {golden}"
+    subprocess.run(["bash", "-n", str(golden)], check=True)
+
+
+def test_scripts_say_what_each_scheduler_and_runtime_needs():
+    sge = launcher.render(_job("local-sge-docker"))
+    assert "#$ -notify" in sge and "#$ -t 1-4" in sge and "trap stop_container USR2 TERM" in sge
+    assert f"127.0.0.1:5000/fermi-lat/evtselect@{DIGEST}" in sge and ":v1.1.0-runtime " not in sge
+    assert '--user "$(id -u):$(id -g)"' in sge and "--init" in sge
+    slurm = launcher.render(_job("local-slurm-docker"))
+    assert "#SBATCH --array=1-4" in slurm and "SLURM_ARRAY_TASK_ID" in slurm and "--init" in slurm
+    lsf = launcher.render(_job("slac-lsf-docker"))
+    assert '#BSUB -J "relman-20261201T000000-000000[1-4]"' in lsf and "LSB_JOBINDEX" in lsf
+    app = launcher.render(_job("s3df-slurm-apptainer"))
+    assert "exec --containall" in app and f"oras://127.0.0.1:5000/fermi-lat/evtselect@{SIF_DIGEST}" in app
+    assert "flock 9" in app and "docker" not in app   # a real farm's Apptainer: no tool container
+
+
+def test_credentials_file_is_bound_never_read(tmp_path):
+    site, _ = load_site("local-sge-docker")
+    text = launcher.render(_job("local-sge-docker"))
+    cred = site.calibration_db.credentials_file
+    assert f"-v {cred}:/run/relman/calibdb-credentials:ro" in text
+    assert "RELMAN_CALIBDB_CREDENTIALS=/run/relman/calibdb-credentials" in text
+    assert f"cat {cred}" not in text and "password" not in text
+
+
+def test_hostile_arguments_stay_data(tmp_path):
+    """The rendered command line, evaluated by bash, gives back exactly the words given."""
+    hostile = ["a b; touch PWNED", "$(touch PWNED)", "`touch PWNED`", "' \" \\", "*", "--x=$HOME"]
+    text = launcher.render(_job("local-sge-docker", ["printf", "%s\\n", *hostile]))
+    # the container's command: the line after the image (the script's last word list before `&`)
+    line = [ln for ln in text.splitlines() if ln.strip().startswith("printf")][0].rstrip(" &")
+    out = subprocess.run(["bash", "-c", line], cwd=tmp_path, capture_output=True, text=True, check=True)
+    assert out.stdout.splitlines() == hostile
+    assert not (tmp_path / "PWNED").exists()
+
+
+@pytest.mark.parametrize("program", ["ls;id", "a b", "$(id)", "", "x\ny"])
+def test_bad_program_refused(program):
+    with pytest.raises(UsageError, match="program"):
+        launcher.validate_command(program, [])
+
+
+def test_argument_with_newline_refused():
+    with pytest.raises(UsageError, match="line break"):
+        launcher.validate_command("echo", ["a\nb"])
+
+
+@pytest.mark.parametrize("edit,field,words", [
+    (("scheduler: sge", "scheduler: pbs"), "scheduler", ["'pbs'", "sge", "slurm", "lsf"]),
+    (("runtime: docker", "runtime: podman"), "runtime", ["'podman'", "docker", "apptainer"]),
+    (("queue: relman.q", "queue: relman.q;rm"), "queue", ["relman.q;rm", "queue or partition name"]),
+    (("workdir: /var/lib/relman-farm/work", "workdir: relative/dir"), "workdir", ["relative/dir", "absolute path"]),
+    (("limits: {", "limits: {cores: 2, "), "limits.cores", ["unknown key", "cpus", "memory", "walltime"]),
+    (("walltime: \"00:30:00\"", "walltime: 30m"), "limits.walltime", ["30m", "HH:MM:SS"]),
+    (("memory: 2GiB", "memory: lots"), "limits.memory", ["lots", "GiB"]),
+    (("FARM_SITE:", "RELMAN_X:"), "environment", ["RELMAN_X"]),
+    (("host: 127.0.0.1:3306", "host: 'db; rm'"), "calibration_db.host", ["db; rm", "host name"]),
+])
+def test_bad_site_file(tmp_path, edit, field, words):
+    src = (Path(launcher.__file__).parent / "sites" / "local-sge-docker.yaml").read_text()
+    assert edit[0] in src
+    bad = tmp_path / "bad-site.yaml"
+    bad.write_text(src.replace(edit[0], edit[1], 1))
+    with pytest.raises(SpecError) as err:
+        load_site(str(bad))
+    msg = str(err.value)
+    assert str(bad) in msg and f": {field}" in msg, msg
+    for w in words:
+        assert w in msg, (w, msg)
+
+
+def test_apptainer_site_needs_its_section(tmp_path):
+    src = (Path(launcher.__file__).parent / "sites" / "local-sge-apptainer.yaml").read_text()
+    bad = tmp_path / "s.yaml"
+    bad.write_text(src.split("apptainer:\n")[0])
+    with pytest.raises(SpecError, match="apptainer"):
+        load_site(str(bad))
+
+
+def test_cli_refusals_exit_2(tmp_path):
+    runner = CliRunner()
+    cases = [
+        (["--site", "no-such-site", "--image", "127.0.0.1:5000/a/b:t", "--", "true"], "no site named 'no-such-site'"),
+        (["--site", "slac-lsf-docker", "--image", "127.0.0.1:5000/a/b:t", "--", "true"], "placeholder"),
+        (["--site", "local-sge-docker", "--image", "not a ref", "--", "true"], "not an image reference"),
+        (["--site", "local-sge-docker", "--image", "127.0.0.1:5000/a/b:t", "--", "rm;id"], "program"),
+    ]
+    for args, words in cases:
+        r = runner.invoke(main, ["farm", "submit", *args])
+        assert r.exit_code == 2, (args, r.output)
+        assert words in r.output, (args, r.output)
+    with pytest.raises(UsageError, match="--tasks"):
+        launcher.prepare(load_site("local-sge-docker")[0], IMAGE, COMMAND, 0)
+    with pytest.raises(UsageError, match="--workdir"):
+        launcher.prepare(load_site("local-sge-docker")[0], IMAGE, COMMAND, 1, workdir=Path("/a b"))
+
+
+def test_default_sif_reference():
+    assert launcher.default_sif_ref("127.0.0.1:5000/fermi-lat/evtselect:v1.1.0-runtime") == \
+        "127.0.0.1:5000/fermi-lat/evtselect:v1.1.0-runtime-sif"
+    with pytest.raises(UsageError, match="--sif"):
+        launcher.default_sif_ref("127.0.0.1:5000/fermi-lat/evtselect@" + DIGEST)
