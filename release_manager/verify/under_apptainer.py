@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Optional
 
 from release_manager.apptainer import Apptainer, Bind, sha256_file
 from release_manager.verify.compare import compare_paths
@@ -34,16 +34,23 @@ def sif_of_image(settings, api, image_id: str, workdir: Path, app: Apptainer) ->
 
 
 def run_workload(settings, api, image_id: str, workload, inputs: Dict[str, Path], docker_out: Path,
-                 workdir: Path, uid: int, verification, out: Outcome, echo: Callable[[str], None]) -> List[dict]:
-    """Run the workload from a SIF of image_id and compare with docker_out; checks go into `out`,
-    what ran into out.meta['apptainer']; returns the steps (side 'apptainer')."""
+                 workdir: Path, uid: int, verification, out: Outcome, echo: Callable[[str], None],
+                 sif: Optional[Path] = None) -> List[dict]:
+    """Run the workload from a SIF of image_id (made here unless `sif` is one already made from it) and
+    compare with docker_out; checks go into `out`, what ran into out.meta['apptainer']; returns the
+    steps (side 'apptainer')."""
     from release_manager.verify.runner import StepRun, _fresh_dir
     app = Apptainer(api, settings.apptainer_image, nohttps=settings.registry_insecure, timeout=settings.docker_timeout)
     base = workdir / "apptainer"
     if base.exists():
         shutil.rmtree(base)
-    echo(f"apptainer: building a SIF of {image_id[:19]}")
-    meta = sif_of_image(settings, api, image_id, base, app)
+    if sif is None:
+        echo(f"apptainer: building a SIF of {image_id[:19]}")
+        meta = sif_of_image(settings, api, image_id, base, app)
+    else:
+        base.mkdir(parents=True)
+        meta = {"sif": str(sif), "sha256": sha256_file(sif), "size": sif.stat().st_size, "build_seconds": None,
+                "apptainer_version": app.version(), "from": f"given, made from {image_id}"}
     entrypoint = list(api.inspect_image(image_id)["Config"].get("Entrypoint") or [])
     apt_out = _fresh_dir(workdir / "outputs" / "apptainer", uid)
     os.chmod(base, 0o755)
