@@ -86,14 +86,22 @@ def specs_list(settings, as_json):
 @click.option("--variant", "variants", multiple=True, help="variant or component target (repeatable); default all")
 @click.option("--out", type=click.Path(path_type=Path), help="folder to write into (default: print the Dockerfile)")
 @click.option("--platform", help="render for this platform instead of the spec's (default: RELMAN_PLATFORM_OVERRIDES)")
+@click.option("--digest", "digests", multiple=True, metavar="TARGET=sha256:...",
+              help="registry digest of a pushed target: its Apptainer definition names the image by it (repeatable)")
 @click.pass_obj
-def render(settings, package, variants, out, platform):
+def render(settings, package, variants, out, platform, digests):
     """Render PACKAGE's Dockerfile, support files and Apptainer definitions."""
     from release_manager.plan import make_plan, platform_for
     from release_manager.render import render_package, write_files
     specs = _specs(settings)
     plan = make_plan(specs, package, platform_for(settings, specs, package, platform))
-    files = render_package(plan, settings.registry, settings.namespace, variants or None)
+    pinned = {}
+    for item in digests:
+        name, sep, digest = item.partition("=")
+        if not sep:
+            raise click.UsageError(f"--digest {item!r}: expected TARGET=sha256:<64 hex digits>")
+        pinned[name.strip()] = digest.strip()
+    files = render_package(plan, settings.registry, settings.namespace, variants or None, digests=pinned)
     if out is None:
         click.echo(files["Dockerfile"], nl=False)
         return

@@ -78,6 +78,10 @@ class Settings(BaseSettings):
     jenkins_scm_url: str = Field("<placeholder: Release Manager git URL>", description="repository for scriptPath jobs")
     build_url: Optional[str] = Field(None, description="Jenkins BUILD_URL of the running build, recorded as a label")
     webhook_url: Optional[str] = None
+    # Apptainer (SIFs, verification under Apptainer): the Docker image that carries it (scripts/farm/apptainer-image)
+    # and the PEM private key `relman sif --sign` signs with (a path only: the key is read, never copied or shown).
+    apptainer_image: str = Field("relman/apptainer:sid", description="Docker image that runs Apptainer")
+    sif_signing_key: Optional[Path] = Field(None, description="PEM private key for `relman sif --sign`")
     # Sites build from mirrors: upstream URL prefix -> local path or mirror URL prefix. The spec and the
     # image labels keep naming the upstream source. Env form: 'PREFIX=MIRROR,PREFIX2=MIRROR2'.
     git_mirrors: Annotated[Dict[str, str], NoDecode] = Field(

@@ -16,6 +16,7 @@ from typing import Dict, Iterable, Optional
 import jinja2
 
 from release_manager import plan as planmod
+from release_manager.errors import UsageError
 from release_manager.plan import ImagePlan
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -67,16 +68,33 @@ def support_files(plan: ImagePlan, env: Optional[jinja2.Environment] = None) -> 
 
 
 def render_package(plan: ImagePlan, registry: str, namespace: str,
-                   variants: Optional[Iterable[str]] = None) -> Dict[str, str]:
-    """Every file relman generates for a package: {relative path: text}."""
+                   variants: Optional[Iterable[str]] = None, digests: Optional[Dict[str, str]] = None) -> Dict[str, str]:
+    """Every file relman generates for a package: {relative path: text}. digests: {target name: registry
+    digest} of images already pushed; their Apptainer definitions name the image by digest, the others
+    say the digest was unknown and use the moving tag nightly-<suffix> (moved only after verification)."""
+    from release_manager import tags
     env = environment()
     files = {"Dockerfile": render_dockerfile(plan, env)}
     files.update(support_files(plan, env))
     targets = [plan.target(v) for v in variants] if variants else plan.targets
+    digests = check_digests(plan, digests or {})
     for t in targets:
         files[f"singularity/{t.name}.def"] = env.get_template("singularity.def.j2").render(
-            plan=plan, target=t, registry=registry, namespace=namespace)
+            plan=plan, target=t, registry=registry, namespace=namespace, digest=digests.get(t.name),
+            default_tag=tags.nightly_alias(t.image_suffix))
     return files
+
+
+def check_digests(plan: ImagePlan, digests: Dict[str, str]) -> Dict[str, str]:
+    """{target: digest} checked: known targets, sha256:<64 lowercase hex digits>."""
+    import re
+    names = [t.name for t in plan.targets]
+    for name, digest in digests.items():
+        if name not in names:
+            raise UsageError(f"--digest {name}={digest}: {plan.name} has no target {name!r} (have: {', '.join(names)})")
+        if not re.fullmatch(r"sha256:[0-9a-f]{64}", digest):
+            raise UsageError(f"--digest {name}={digest!r}: a digest is sha256:<64 lowercase hex digits>")
+    return dict(digests)
 
 
 def write_files(files: Dict[str, str], out: Path) -> None:

@@ -244,6 +244,10 @@ def _show(d):
     for p in d["promotions"]:
         click.echo(f"  promotion {p['id']}: {p['from_tag'] or '-'} -> {p['to_tag']} by {p['promoted_by']} "
                    f"at {p['promoted_at']}" + (f" ({p['reason']})" if p["reason"] else ""))
+    for f in d.get("sifs") or []:
+        click.echo(f"  sif {f['id']}: {f['sha256']} {_size(f['size'])}, apptainer {f['apptainer_version']}, "
+                   f"{'signed by ' + f['signer'] if f['signer'] else 'unsigned'}"
+                   + (f", pushed to {f['registry_ref']}" if f.get("registry_ref") else "") + f", at {f['created_at']}")
     click.echo("  audit:")
     for a in d["audit"]:
         click.echo(f"    {a['at']} {a['actor']:12} {a['action']:14} {a['from'] or '-'} -> {a['to'] or '-'}")

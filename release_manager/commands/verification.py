@@ -38,8 +38,11 @@ def register(main):
                   help="folder for outputs, logs and reports (default: <data_dir>/results/<package>/verify/<time>)")
     @click.option("--no-html", is_flag=True, help="skip the HTML report (JUnit and JSON are always written)")
     @click.option("-v", "--verbose", is_flag=True, help="list passing checks too")
+    @click.option("--apptainer", is_flag=True,
+                  help="also run the workload with `apptainer exec --containall` from a SIF of the image; its "
+                       "outputs must equal the Docker run's (needs scripts/farm/apptainer-image)")
     @click.pass_obj
-    def verify_cmd(settings, package, image, report, no_html, verbose):
+    def verify_cmd(settings, package, image, report, no_html, verbose, apptainer):
         """Run PACKAGE's verification workload in IMAGE and in the reference, and compare the outputs."""
         from release_manager.spec import load_specs
         from release_manager.verify.report import write_reports
@@ -47,7 +50,8 @@ def register(main):
         specs = load_specs(settings.specs_dir)
         stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
         workdir = report or settings.results_dir / package / "verify" / stamp
-        outcome = verify_package(settings, specs, package, image, workdir, echo=click.echo, plots=not no_html)
+        outcome = verify_package(settings, specs, package, image, workdir, echo=click.echo, plots=not no_html,
+                                 apptainer=apptainer)
         paths = write_reports(outcome, workdir, html=not no_html)
         _print_outcome(outcome, paths, verbose)
         raise SystemExit(outcome.exit_code)

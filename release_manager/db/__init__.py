@@ -15,7 +15,7 @@ _WHERE = {
     "for_settings": "connection", "mask": "connection",
     "IllegalTransition": "lifecycle",
     "Outcome": "records", "create_image_request": "records", "record_build": "records", "record_builds": "records",
-    "record_promotion": "records", "record_verification": "records", "request_debug_build": "records",
+    "record_promotion": "records", "record_sif": "records", "record_verification": "records", "request_debug_build": "records",
     "transition": "records", "update_debug_request": "records",
     "InvalidResult": "results", "load_result_files": "results", "parse_result": "results",
 }

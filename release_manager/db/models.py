@@ -200,6 +200,32 @@ class DebugRequest(Base):
     package: Mapped[Package] = relationship()
 
 
+class SifImage(Base):
+    """A SIF built by `relman sif` from a pushed image, pinned by that image's registry digest (image_pk is
+    set when the release database knows the image). sha256/size are the final file's (signed, if signed);
+    signer is the sha256 fingerprint of the signing public key; registry_ref the ORAS reference pushed to."""
+    __tablename__ = "sif_images"
+    __table_args__ = (Index("ix_sif_images_image_digest", "image_digest"), Index("ix_sif_images_image", "image_pk"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    package_id: Mapped[int] = mapped_column(ForeignKey("packages.id", name="fk_sif_images_package"))
+    image_pk: Mapped[Optional[int]] = mapped_column(ForeignKey("images.id", name="fk_sif_images_image"))
+    image_digest: Mapped[str] = mapped_column(String(SHA))
+    source: Mapped[str] = mapped_column(String(URL))
+    sha256: Mapped[str] = mapped_column(String(SHA))
+    size: Mapped[int] = mapped_column(BigInteger)
+    apptainer_version: Mapped[str] = mapped_column(String(64))
+    signer: Mapped[Optional[str]] = mapped_column(String(SHA))
+    registry_ref: Mapped[Optional[str]] = mapped_column(String(URL))
+    registry_digest: Mapped[Optional[str]] = mapped_column(String(SHA))
+    build_seconds: Mapped[Optional[float]] = mapped_column(Float)
+    created_by: Mapped[str] = mapped_column(String(NAME))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+    package: Mapped[Package] = relationship()
+    image: Mapped[Optional[Image]] = relationship()
+
+
 class AuditEvent(Base):
     """Append-only: one row per state change. The ORM refuses updates and deletes; the migration
     adds triggers so the database refuses them too."""

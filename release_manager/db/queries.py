@@ -9,7 +9,7 @@ from typing import Any, Dict, List, Optional, Union
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
-from release_manager.db.models import (AuditEvent, DebugRequest, Image, ImageTag, Package, Promotion,
+from release_manager.db.models import (AuditEvent, DebugRequest, Image, ImageTag, Package, Promotion, SifImage,
                                        VerificationCheck, VerificationRun)
 from release_manager.errors import NotFound, UsageError
 
@@ -119,10 +119,23 @@ def image_detail(s: Session, ref: Union[int, str]) -> Dict[str, Any]:
                                             "source_file": m.source_file, "packages": m.packages}
     d["verifications"] = _verifications(s, [img.id])
     d["promotions"] = _promotions(s, [img.id])
+    d["sifs"] = sifs(s, img)
     d["audit"] = [_audit_row(e, None) for e in s.scalars(
         select(AuditEvent).where(AuditEvent.entity == "image", AuditEvent.entity_id == img.id)
         .order_by(AuditEvent.id))]
     return d
+
+
+def sifs(s: Session, img: Image) -> List[Dict[str, Any]]:
+    """The SIFs built from an image: linked to its row, or made from its registry digest."""
+    cond = SifImage.image_pk == img.id
+    if img.digest:
+        cond = cond | (SifImage.image_digest == img.digest)
+    q = (select(SifImage.id, SifImage.image_digest, SifImage.source, SifImage.sha256, SifImage.size,
+                SifImage.apptainer_version, SifImage.signer, SifImage.registry_ref, SifImage.registry_digest,
+                SifImage.build_seconds, SifImage.created_by, SifImage.created_at)
+         .where(cond).order_by(SifImage.id))
+    return [_row(r) for r in s.execute(q)]
 
 
 def _verifications(s: Session, image_ids=None, package_id: Optional[int] = None) -> List[Dict[str, Any]]:

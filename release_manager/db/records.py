@@ -8,6 +8,7 @@ event for every change it makes.
     record_verification(image, reference=..., workload=..., verdict=..., checks=[...])
     record_promotion(image, to_tag, actor, reason)
     request_debug_build(requester, package, ref)
+    record_sif(package, image_digest=..., source=..., sha256=..., size=..., apptainer_version=...)
 `image` is anything `find_image` understands: a row id, a digest, an image id or a tag.
 """
 from __future__ import annotations
@@ -25,7 +26,7 @@ from sqlalchemy.orm import Session
 from release_manager.db import lifecycle
 from release_manager.db.connection import Database
 from release_manager.db.models import (AuditEvent, DebugRequest, Image, ImageTag, Package, PackageManifest,
-                                       Promotion, SourceRevision, VerificationCheck, VerificationRun, utcnow)
+                                       Promotion, SifImage, SourceRevision, VerificationCheck, VerificationRun, utcnow)
 from release_manager.db.queries import find_image
 from release_manager.db.results import ParsedResult, parse_result, parse_time
 from release_manager.errors import NotFound, UsageError
@@ -367,6 +368,37 @@ def record_promotion(image: ImageRef, to_tag: str, actor: Optional[str] = None, 
         _add_tags(s, img, [to_tag])
         s.flush()
         return p.id
+    return _db(db).write(do)
+
+
+# ---------------------------------------------------------------------- SIF images
+
+def record_sif(package: str, *, image_digest: str, source: str, sha256: str, size: int, apptainer_version: str,
+               signer: Optional[str] = None, registry_ref: Optional[str] = None,
+               registry_digest: Optional[str] = None, build_seconds: Optional[float] = None,
+               actor: Optional[str] = None, db: Optional[Database] = None) -> int:
+    """Record a SIF built from the image with registry digest image_digest (linked to its images row when
+    the database knows that digest). Returns the sif_images row id."""
+    actor = actor or default_actor()
+    for name, v in (("image_digest", image_digest), ("sha256", sha256)):
+        if not (isinstance(v, str) and v.startswith("sha256:") and len(v) == 71):
+            raise UsageError(f"SIF of {package}: {name} {v!r} is not sha256:<64 hex digits>")
+    if not isinstance(size, int) or size <= 0:
+        raise UsageError(f"SIF of {package}: size {size!r} is not a positive number of bytes")
+
+    def do(s: Session) -> int:
+        pkg = _package(s, package, actor)
+        img = s.scalar(select(Image).where(Image.digest == image_digest, Image.package_id == pkg.id)
+                       .order_by(Image.id.desc()).limit(1))
+        row = SifImage(package_id=pkg.id, image_pk=img.id if img else None, image_digest=image_digest,
+                       source=source, sha256=sha256, size=size, apptainer_version=apptainer_version, signer=signer,
+                       registry_ref=registry_ref, registry_digest=registry_digest, build_seconds=build_seconds,
+                       created_by=actor, created_at=utcnow())
+        s.add(row)
+        s.flush()
+        _audit(s, actor, "build-sif", "sif", row.id, pkg.id, image=img.id if img else None,
+               image_digest=image_digest, sha256=sha256, signed=bool(signer), registry_ref=registry_ref)
+        return row.id
     return _db(db).write(do)
 
 

@@ -293,7 +293,9 @@ def ensure_image(api, image: str) -> str:
 
 
 def verify_package(settings, specs, package: str, image: str, workdir: Path, api=None, echo: Echo = print,
-                   plots: bool = True) -> Outcome:
+                   plots: bool = True, apptainer: bool = False) -> Outcome:
+    """apptainer: also run the workload with `apptainer exec --containall` from a SIF of the image, and
+    require its outputs to equal the Docker run's (release_manager/verify/under_apptainer.py)."""
     from release_manager import engine
     if package not in specs.packages:
         raise VerifyUsageError(f"no spec for package {package!r} (have: {', '.join(sorted(specs.packages))})")
@@ -341,6 +343,11 @@ def verify_package(settings, specs, package: str, image: str, workdir: Path, api
             ok = False
             break
         out.add(Check("workload", "exit-code", PASS, "", st.name, f"step {st.name}: exit 0 in the image"))
+    out.meta["apptainer"] = None
+    if apptainer and ok:
+        from release_manager.verify.under_apptainer import run_workload
+        apt_steps = run_workload(settings, api, image_id, ver.workload, inputs, img_out, workdir, platform.uid,
+                                 ver, out, echo)
 
     if ver.reference.kind == "stored":
         ref_dir = ref_out = Path(ref_desc)
@@ -368,7 +375,7 @@ def verify_package(settings, specs, package: str, image: str, workdir: Path, api
                 raise VerifyUsageError(f"the reference ({ref_desc}) failed at step {st.name} with exit "
                                        f"{r.exit_code}: {r.log.strip()[-800:]}")
         ref_dir = ref_out
-    out.steps = [s.as_dict() for s in steps]
+    out.steps = [s.as_dict() for s in steps] + (apt_steps if apptainer and ok else [])
     if ok:
         compare_paths(ref_dir, img_out, ver.rules, ver.known_differences, outputs=ver.outputs, plots=plots,
                       outcome=out, echo=echo)

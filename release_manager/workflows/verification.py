@@ -72,7 +72,8 @@ def ensure_local(ctx: Context, repository: str, digest: str) -> str:
     return ref
 
 
-def verify_image(ctx: Context, package: str, image: str, workdir: Path) -> Verdict:
+def verify_image(ctx: Context, package: str, image: str, workdir: Path, apptainer: bool = False) -> Verdict:
+    """apptainer: the workload also runs under `apptainer exec --containall` and must equal the Docker run."""
     spec = ctx.spec(package)
     if spec.verification is None:
         return Verdict("not-run", f"{package} has no verification section in its spec", how="none")
@@ -86,7 +87,7 @@ def verify_image(ctx: Context, package: str, image: str, workdir: Path) -> Verdi
     from release_manager.errors import RelmanError, UsageError
     try:
         outcome = verify_package(ctx.settings, ctx.specs, package, image, workdir, api=ctx.engine(),
-                                 echo=ctx.echo, plots=False)
+                                 echo=ctx.echo, plots=False, **({"apptainer": True} if apptainer else {}))
     except UsageError as exc:      # a missing reference or a spec problem: the science was not checked
         return Verdict("not-run", str(exc), workload=workload, started=started, finished=utcnow(), how="api")
     except TypeError:              # the API changed under us: fall back to the command
@@ -102,7 +103,7 @@ def verify_image(ctx: Context, package: str, image: str, workdir: Path) -> Verdi
     summary = outcome.summary()
     verdict = "passed" if outcome.verdict == "pass" else "failed"
     return Verdict(verdict, "", outcome.reference, workload, _checks_from(summary.get("checks", [])),
-                   outcome.counts(), report, started, utcnow(), "api")
+                   outcome.counts(), report, started, utcnow(), "api+apptainer" if apptainer else "api")
 
 
 def _verify_subprocess(ctx, package, image, workdir, workload, started) -> Verdict:
