@@ -5,7 +5,7 @@ list the module in MODULES. Keeping them apart keeps cli.py small and the import
 """
 import importlib
 
-MODULES = ["db", "verification", "jenkins", "workflows"]
+MODULES = ["db", "verification", "jenkins", "workflows", "inspect"]
 
 
 def register_all(main):
