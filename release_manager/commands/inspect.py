@@ -10,6 +10,8 @@ from pathlib import Path
 
 import click
 
+from release_manager.errors import RelmanError
+
 
 def _mb(n):
     return "-" if n is None else f"{n / 1e6:.1f} MB"
@@ -85,3 +87,91 @@ def register(main):
                    f"{verdict} budget")
         for a in result["advice"]:
             click.echo(f"advice: {a}")
+
+    @main.command("diff")
+    @click.argument("image_a")
+    @click.argument("image_b")
+    @click.option("--json", "as_json", is_flag=True)
+    @click.option("--limit", type=int, default=50, show_default=True,
+                  help="files listed per kind (added, removed, changed) in the terminal view (0: all)")
+    @click.pass_obj
+    def diff_cmd(settings, image_a, image_b, as_json, limit):
+        """What changed from IMAGE_A to IMAGE_B: labels, OS packages, files (with the layer they come from)."""
+        from release_manager.imagediff import diff_images
+        from release_manager.imagemeta import ImageReader
+        reader = ImageReader(settings)
+        a, b = (reader.image(reader.parse(x)) for x in (image_a, image_b))
+        result = diff_images(reader, a, b)
+        if as_json:
+            click.echo(json.dumps(result, indent=2))
+            return
+        print_diff(result, limit)
+
+
+def print_diff(d, limit=50):
+    lay = d["layers"]
+    click.echo(f"A {d['a']['image']}  {d['a']['digest'][:19]}  {d['a']['layers']} layers, {d['a']['files']} paths, "
+               f"{_mb(d['a']['uncompressed'])}")
+    click.echo(f"B {d['b']['image']}  {d['b']['digest'][:19]}  {d['b']['layers']} layers, {d['b']['files']} paths, "
+               f"{_mb(d['b']['uncompressed'])}")
+    click.echo(f"layers: {len(lay['shared'])} shared, {len(lay['only_a'])} only in A, {len(lay['only_b'])} only in B "
+               f"({d['layers_streamed']} streamed from the registry, {d['layers_from_cache']} from the cache)")
+    for section in ("labels", "packages"):
+        part = d[section]
+        if section == "packages":
+            kinds = f"{part['kind_a']}" + (f" -> {part['kind_b']}" if part["kind_b"] != part["kind_a"] else "")
+            counts = f", {part['count_a']} -> {part['count_b']} installed" if "count_a" in part else ""
+            click.echo(f"packages ({kinds}{counts}):" + (f" {part['note']}" if part.get("note") else ""))
+        else:
+            click.echo("labels:")
+        for mark, key in (("+", "added"), ("-", "removed"), ("~", "changed")):
+            items = list((part.get(key) or {}).items())
+            shown = items if not limit else items[:limit]
+            for k, v in shown:
+                click.echo(f"  {mark} {k} " + (f"{v[0]} -> {v[1]}" if key == "changed" else str(v)))
+            if len(shown) < len(items):
+                click.echo(f"  ... {len(items) - len(shown)} more {key} (--limit 0 or --json for all)")
+    f = d["files"]
+    click.echo(f"files: {len(f['added'])} added ({_mb(f['bytes_added'])}), {len(f['removed'])} removed "
+               f"({_mb(f['bytes_removed'])}), {len(f['changed'])} changed")
+    for mark, key in (("+", "added"), ("-", "removed")):
+        rows = f[key] if not limit else f[key][:limit]
+        for r in rows:
+            click.echo(f"  {mark} {r['path']}  {r['size']} B  layer {r['layer']} {_short(r['layer_digest'])}")
+        if len(rows) < len(f[key]):
+            click.echo(f"  ... {len(f[key]) - len(rows)} more {key} (--limit 0 or --json for all)")
+    rows = f["changed"] if not limit else f["changed"][:limit]
+    for r in rows:
+        click.echo(f"  ~ {r['path']}  {r['size_a']} -> {r['size_b']} B  ({', '.join(r['what'])})  "
+                   f"layer {r['layer_a']} {_short(r['layer_digest_a'])} -> {r['layer_b']} {_short(r['layer_digest_b'])}")
+    if len(rows) < len(f["changed"]):
+        click.echo(f"  ... {len(f['changed']) - len(rows)} more changed (--limit 0 or --json for all)")
+
+
+def nightly_diffs(settings, image_rows, echo=None):
+    """`relman history PKG --diff`: the diff of each pair of consecutive nightlies (per variant)."""
+    from release_manager.imagediff import consecutive, diff_images
+    from release_manager.imagemeta import ImageReader
+    reader = ImageReader(settings)
+    out = []
+    for old, new in consecutive(image_rows):
+        pair = {"a": old["id"], "b": new["id"], "variant": new.get("variant")}
+        try:
+            a, b = (reader.image(reader.parse(f"{r['repository']}@{r['digest']}")) for r in (old, new))
+            pair["diff"] = diff_images(reader, a, b)
+        except RelmanError as exc:  # a nightly collected from the registry since: say so, go on
+            pair["error"] = str(exc)
+        out.append(pair)
+        if echo:
+            echo("")
+            echo(f"=== nightly {old['id']} -> {new['id']} ({new.get('variant')}): "
+                 f"{_nightly_tag(old)} -> {_nightly_tag(new)}")
+            if "error" in pair:
+                echo(f"  not comparable: {pair['error']}")
+            else:
+                print_diff(pair["diff"], limit=20)
+    return out
+
+
+def _nightly_tag(row):
+    return next((t for t in row.get("tags") or [] if t.startswith("nightly-2")), "-")
