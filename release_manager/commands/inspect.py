@@ -108,6 +108,35 @@ def register(main):
         print_diff(result, limit)
 
 
+    @main.command("status")
+    @click.option("--json", "as_json", is_flag=True, help="the rows as JSON")
+    @click.option("--html", "html_dir", type=click.Path(path_type=Path),
+                  help="also write the static site (index.html, a page per package) into this folder")
+    @click.option("--package", help="only this package")
+    @click.pass_obj
+    def status_cmd(settings, as_json, html_dir, package):
+        """One row per package: platforms, readiness, latest images, verification, promotions, nightly, job."""
+        import datetime as dt
+
+        from release_manager.db.connection import for_settings
+        from release_manager.db.queries import status_board
+        from release_manager.spec import load_specs
+        from release_manager.status import rows
+        specs = load_specs(settings.specs_dir)
+        with for_settings(settings).read() as s:
+            boards = status_board(s)
+        now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None, microsecond=0)
+        table = rows(settings, specs, boards, now, package)
+        if html_dir is not None:
+            from release_manager.status_site import write_site
+            pages = write_site(table, boards, html_dir, now.isoformat() + "Z")
+            click.echo(f"wrote {len(pages)} page(s) to {html_dir}", err=as_json)
+        if as_json:
+            click.echo(json.dumps(table, indent=2, default=str))
+            return
+        print_status(table)
+
+
 def print_diff(d, limit=50):
     lay = d["layers"]
     click.echo(f"A {d['a']['image']}  {d['a']['digest'][:19]}  {d['a']['layers']} layers, {d['a']['files']} paths, "
@@ -175,3 +204,31 @@ def nightly_diffs(settings, image_rows, echo=None):
 
 def _nightly_tag(row):
     return next((t for t in row.get("tags") or [] if t.startswith("nightly-2")), "-")
+
+
+def print_status(table):
+    """The board in the terminal: a rich table (plain text when piped)."""
+    from rich.console import Console
+    from rich.table import Table
+    variants = sorted({v for r in table for v in r["latest"]})
+    t = Table(show_lines=False, pad_edge=False)
+    for h in ["package", "build (agent)", "runs on", "special deps", "ready", *variants, "promoted", "nightly",
+              "job"]:
+        t.add_column(h, overflow="fold")
+    for r in table:
+        cells = [r["package"], f"{r.get('build_platform', '-')} ({r.get('agent_label', '-')})",
+                 ",".join(r.get("run_platforms", [])) or "-", str(len(r.get("special_dependencies", []))),
+                 "yes" if r.get("ready") else (f"{r['placeholders']} placeholder(s)" if r.get("in_specs") else "-")]
+        for v in variants:
+            lt = r["latest"].get(v)
+            if not lt:
+                cells.append("-")
+                continue
+            ver = lt.get("verification")
+            cells.append(f"{lt['tag']} {lt['digest_short'] or '-'} {_mb(lt['size'])} {(lt['date'] or '')[:10]} "
+                         + (f"{ver['verdict']} {(ver.get('date') or '')[:10]}" if ver else "unverified"))
+        n = r.get("nightly")
+        cells += [",".join(r["promoted_tags"]) or "-",
+                  f"{n['state']} {n['age_days']}d ({n['tag']})" if n else "-", r.get("jenkins_job") or "-"]
+        t.add_row(*cells)
+    Console(width=max(200, Console().width)).print(t)
