@@ -29,7 +29,7 @@ th.asc:after{content:" \\25B2"}th.desc:after{content:" \\25BC"}
 svg{border:1px solid #ddd;margin:0.5em 0}
 """
 # Sorts the table whose header is clicked: numbers (data-sort) numerically, the rest as text.
-SORT_JS = """
+SORT_JS = r"""
 document.querySelectorAll('table.sortable th').forEach(function(th, col){
   th.addEventListener('click', function(){
     var table = th.closest('table'), body = table.tBodies[0];
@@ -46,6 +46,10 @@ document.querySelectorAll('table.sortable th').forEach(function(th, col){
     rows.forEach(function(r){ body.appendChild(r); });
   });
 });
+// index.html#sort=N[-desc] opens the page sorted by column N (a link to a sorted view)
+var m = /sort=(\d+)(-desc)?/.exec(location.hash);
+if (m) { var th = document.querySelectorAll('table.sortable th')[+m[1]];
+  if (th) { th.click(); if (m[2]) th.click(); } }
 """
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"]
 

@@ -207,28 +207,36 @@ def _nightly_tag(row):
 
 
 def print_status(table):
-    """The board in the terminal: a rich table (plain text when piped)."""
-    from rich.console import Console
-    from rich.table import Table
+    """The board: a rich table at a terminal, plain aligned columns in a pipe (greppable, no box drawing)."""
+    import sys
     variants = sorted({v for r in table for v in r["latest"]})
-    t = Table(show_lines=False, pad_edge=False)
-    for h in ["package", "build (agent)", "runs on", "special deps", "ready", *variants, "promoted", "nightly",
-              "job"]:
-        t.add_column(h, overflow="fold")
+    head = ["PACKAGE", "BUILD (AGENT)", "RUNS ON", "DEPS", "READY", *[v.upper() for v in variants], "PROMOTED",
+            "NIGHTLY", "JOB"]
+    lines = []
     for r in table:
         cells = [r["package"], f"{r.get('build_platform', '-')} ({r.get('agent_label', '-')})",
                  ",".join(r.get("run_platforms", [])) or "-", str(len(r.get("special_dependencies", []))),
-                 "yes" if r.get("ready") else (f"{r['placeholders']} placeholder(s)" if r.get("in_specs") else "-")]
+                 "yes" if r.get("ready") else (f"{r['placeholders']} placeholders" if r.get("in_specs") else "-")]
         for v in variants:
             lt = r["latest"].get(v)
-            if not lt:
-                cells.append("-")
-                continue
-            ver = lt.get("verification")
-            cells.append(f"{lt['tag']} {lt['digest_short'] or '-'} {_mb(lt['size'])} {(lt['date'] or '')[:10]} "
+            ver = (lt or {}).get("verification")
+            cells.append("-" if not lt else
+                         f"{lt['tag']} {lt['digest_short'] or '-'} {_mb(lt['size'])} {(lt['date'] or '')[:10]} "
                          + (f"{ver['verdict']} {(ver.get('date') or '')[:10]}" if ver else "unverified"))
         n = r.get("nightly")
         cells += [",".join(r["promoted_tags"]) or "-",
                   f"{n['state']} {n['age_days']}d ({n['tag']})" if n else "-", r.get("jenkins_job") or "-"]
-        t.add_row(*cells)
-    Console(width=max(200, Console().width)).print(t)
+        lines.append(cells)
+    if sys.stdout.isatty():
+        from rich.console import Console
+        from rich.table import Table
+        t = Table(pad_edge=False)
+        for h in head:
+            t.add_column(h, overflow="fold")
+        for cells in lines:
+            t.add_row(*cells)
+        Console().print(t)
+        return
+    widths = [max(len(h), *(len(c[i]) for c in lines)) for i, h in enumerate(head)]
+    for cells in [head] + lines:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip())
