@@ -257,57 +257,77 @@ class ImageReader:
             reader.drain()
         if reader.compressed_hash.hexdigest() != layer.digest.split(":", 1)[1]:
             raise RegistryError(f"{img.ref}: layer {layer.digest}: the blob does not match its digest")
-        diff_id = "sha256:" + reader.hash.hexdigest()
-        if layer.diff_id and diff_id != layer.diff_id:
-            raise RegistryError(f"{img.ref}: layer {layer.digest}: uncompressed digest {diff_id} "
-                                f"differs from the config's diff_id {layer.diff_id}")
-        return {"version": INDEX_VERSION, "digest": layer.digest, "diff_id": diff_id,
+        return {"version": INDEX_VERSION, "digest": layer.digest, "diff_id": layer.diff_id,
                 "uncompressed": reader.count, "entries": entries, "dpkg_status": dpkg,
                 "os_release": os_release, "rpm_db": rpm}
 
 
 class _HashingReader(io.RawIOBase):
-    """The blob as a stream: decompressed on the fly, hashed (both sides) and counted as tarfile reads it."""
+    """The blob as a forward-only file: decompressed on the fly, the compressed bytes hashed (the blob's
+    digest) and the uncompressed ones counted as tarfile reads them. A forward seek reads and drops,
+    so tarfile can run in its ordinary mode (its stream mode copies its whole buffer on every small
+    read). The blob digest is checked, so the diff_id is taken from the config as the registry gave it."""
 
     def __init__(self, raw, compressed: bool):
         self.raw = raw
         self.z = zlib.decompressobj(16 + zlib.MAX_WBITS) if compressed else None
         self.compressed_hash = hashlib.sha256()
-        self.hash = hashlib.sha256()
-        self.count = 0
+        self.count = 0           # uncompressed bytes handed out (and dropped by seeks)
         self.buf = b""
+        self.at = 0              # position in buf
         self.eof = False
 
     def readable(self):
         return True
 
+    def seekable(self):
+        return True
+
+    def tell(self):
+        return self.count
+
+    def seek(self, pos, whence=io.SEEK_SET):
+        if whence == io.SEEK_CUR:
+            pos += self.count
+        elif whence != io.SEEK_SET:
+            raise io.UnsupportedOperation("a layer stream seeks forward from its start only")
+        if pos < self.count:
+            raise io.UnsupportedOperation(f"a layer stream cannot seek back ({pos} < {self.count})")
+        while pos > self.count and self.read(min(pos - self.count, 1 << 20)):
+            pass
+        return self.count
+
     def _fill(self, n: int) -> None:
-        while len(self.buf) < n and not self.eof:
+        if len(self.buf) - self.at >= n or self.eof:
+            return
+        parts = [self.buf[self.at:]]
+        have = len(parts[0])
+        while have < n and not self.eof:
             chunk = self.raw.read(1 << 20)
             if not chunk:
                 self.eof = True
                 if self.z is not None:
-                    self.buf += self.z.flush()
+                    parts.append(self.z.flush())
                 break
             self.compressed_hash.update(chunk)
             if self.z is None:
-                self.buf += chunk
-                continue
-            out = self.z.decompress(chunk)
-            while self.z.eof and self.z.unused_data:  # concatenated gzip members
-                rest = self.z.unused_data
-                self.z = zlib.decompressobj(16 + zlib.MAX_WBITS)
-                out += self.z.decompress(rest)
-            self.buf += out
+                out = chunk
+            else:
+                out = self.z.decompress(chunk)
+                while self.z.eof and self.z.unused_data:  # concatenated gzip members
+                    rest = self.z.unused_data
+                    self.z = zlib.decompressobj(16 + zlib.MAX_WBITS)
+                    out += self.z.decompress(rest)
+            parts.append(out)
+            have += len(out)
+        self.buf, self.at = b"".join(parts), 0
 
     def read(self, n: int = -1) -> bytes:
         if n is None or n < 0:
-            self._fill(1 << 62)
-            n = len(self.buf)
-        else:
-            self._fill(n)
-        out, self.buf = self.buf[:n], self.buf[n:]
-        self.hash.update(out)
+            n = 1 << 62
+        self._fill(n)
+        out = self.buf[self.at:self.at + n]
+        self.at += len(out)
         self.count += len(out)
         return out
 
@@ -321,40 +341,44 @@ def _index_tar(reader) -> Tuple[List[list], Optional[Dict[str, str]], Optional[D
     entries: List[list] = []
     dpkg = os_release = None
     rpm = False
-    with tarfile.open(fileobj=reader, mode="r|", bufsize=1 << 20) as tf:
-        for m in tf:
-            path = m.name[2:] if m.name.startswith("./") else m.name.lstrip("/")
-            path = path.rstrip("/")
-            if not path or path == ".":
-                continue
-            if m.isreg():
-                h = hashlib.sha256()
-                data = b""
-                fh = tf.extractfile(m)
-                keep = path == DPKG_STATUS or path in OS_RELEASE
-                while True:
-                    chunk = fh.read(1 << 20) if fh else b""
-                    if not chunk:
-                        break
-                    h.update(chunk)
-                    if keep:
-                        data += chunk
-                if path == DPKG_STATUS:
-                    dpkg = parse_dpkg_status(data.decode("utf-8", "replace"))
-                elif keep:
-                    os_release = parse_os_release(data.decode("utf-8", "replace"))
-                entries.append([path, "f", m.size, m.mode, h.hexdigest()])
-            elif m.isdir():
-                entries.append([path, "d", 0, m.mode, None])
-            elif m.issym():
-                entries.append([path, "l", 0, m.mode, m.linkname])
-            elif m.islnk():
-                link = m.linkname[2:] if m.linkname.startswith("./") else m.linkname.lstrip("/")
-                entries.append([path, "h", 0, m.mode, link])
-            else:
-                entries.append([path, "o", 0, m.mode, None])
-            if any(path.startswith(d) for d in RPM_DB_DIRS):
-                rpm = True
+    tf = tarfile.open(fileobj=reader, mode="r:")
+    while True:
+        m = tf.next()  # one member at a time: read in order, the stream never seeks back
+        if m is None:
+            break
+        tf.members.clear()  # keep no list of every member (tens of thousands in a big layer)
+        path = m.name[2:] if m.name.startswith("./") else m.name.lstrip("/")
+        path = path.rstrip("/")
+        if not path or path == ".":
+            continue
+        if m.isreg():
+            h = hashlib.sha256()
+            data = b""
+            fh = tf.extractfile(m)
+            keep = path == DPKG_STATUS or path in OS_RELEASE
+            while True:
+                chunk = fh.read(1 << 20) if fh else b""
+                if not chunk:
+                    break
+                h.update(chunk)
+                if keep:
+                    data += chunk
+            if path == DPKG_STATUS:
+                dpkg = parse_dpkg_status(data.decode("utf-8", "replace"))
+            elif keep:
+                os_release = parse_os_release(data.decode("utf-8", "replace"))
+            entries.append([path, "f", m.size, m.mode, h.hexdigest()])
+        elif m.isdir():
+            entries.append([path, "d", 0, m.mode, None])
+        elif m.issym():
+            entries.append([path, "l", 0, m.mode, m.linkname])
+        elif m.islnk():
+            link = m.linkname[2:] if m.linkname.startswith("./") else m.linkname.lstrip("/")
+            entries.append([path, "h", 0, m.mode, link])
+        else:
+            entries.append([path, "o", 0, m.mode, None])
+        if any(path.startswith(d) for d in RPM_DB_DIRS):
+            rpm = True
     return entries, dpkg, os_release, rpm
 
 
