@@ -24,7 +24,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from pathlib import Path
@@ -59,13 +58,7 @@ def build_pair(settings, api, base: str):
     out = []
     for tag in ("a", "b"):
         df = f"FROM {base}\nUSER root\nRUN echo 'benchmark image {tag}' > /opt/bench-marker && date +%s%N >> /opt/bench-marker\n"
-        data = io.BytesIO()
-        with tarfile.open(fileobj=data, mode="w") as tf:
-            info = tarfile.TarInfo("Dockerfile")
-            info.size = len(df)
-            tf.addfile(info, io.BytesIO(df.encode()))
-        data.seek(0)
-        for line in api.build(fileobj=data, custom_context=True, tag=f"{repo}:{tag}", rm=True, nocache=True,
+        for line in api.build(fileobj=io.BytesIO(df.encode()), tag=f"{repo}:{tag}", rm=True, nocache=True,
                               decode=True):
             if "error" in line:
                 raise SystemExit(f"build of {repo}:{tag} failed: {line['error']}")

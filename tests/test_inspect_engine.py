@@ -105,16 +105,9 @@ def whiteout_image(settings, api):
     dockerfile = ("FROM relman/debian-base:bookworm\n"
                   "RUN rm /etc/debian_version && mkdir -p /srv/keep /srv/gone && touch /srv/keep/a /srv/gone/b\n"
                   "RUN rm -rf /srv/gone /usr/share/doc && mkdir /usr/share/doc && echo new > /usr/share/doc/NEW\n")
-    data = io.BytesIO()
-    with tarfile.open(fileobj=data, mode="w") as tf:
-        info = tarfile.TarInfo("Dockerfile")
-        info.size = len(dockerfile)
-        tf.addfile(info, io.BytesIO(dockerfile.encode()))
-    data.seek(0)
-    for _ in api.build(fileobj=data, custom_context=True, tag=f"{repo}:w", rm=True, decode=True):
-        pass
-    for _ in api.push(repo, tag="w", stream=True, decode=True):
-        pass
+    lines = list(api.build(fileobj=io.BytesIO(dockerfile.encode()), tag=f"{repo}:w", rm=True, decode=True))
+    lines += list(api.push(repo, tag="w", stream=True, decode=True))
+    assert not [x for x in lines if "error" in x], lines[-3:]
     yield f"{repo}:w"
     drop_repository(settings, f"{settings.namespace}/{TASK}-whiteout")
     api.remove_image(f"{repo}:w", force=True, noprune=True)
