@@ -205,12 +205,14 @@ def test_normalize_ignores_server_noise():
     assert normalize_xml(cfg.replace("<numToKeep>30<", "<numToKeep>31<")) != normalize_xml(cfg)
 
 
-def test_maintenance_job_runs_gc_then_reconcile_daily():
+def test_maintenance_job_runs_gc_status_then_reconcile_daily():
     for name in SPECS.packages:
         job = next(j for j in JS.jobs if j.folder == name and j.name == "maintenance")
         assert job.cron and not job.parameters
         commands = [s.command for s in job.stages]
-        assert commands[1:] == [f"relman gc --package {name}", f"relman reconcile --package {name}"]
+        assert commands[1:] == [f"relman gc --package {name}", "relman status --html status-site",
+                                f"relman reconcile --package {name}"]
+        assert "status-site/**" in job.archive.split(",")
 
 
 def test_platform_override_picks_the_builders_and_is_passed_in_plain_sight():

@@ -5,7 +5,7 @@ list the module in MODULES. Keeping them apart keeps cli.py small and the import
 """
 import importlib
 
-MODULES = ["db", "verification", "jenkins", "workflows", "farm", "sif"]
+MODULES = ["db", "verification", "jenkins", "workflows", "farm", "sif", "inspect"]
 
 
 def register_all(main):

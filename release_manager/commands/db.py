@@ -182,12 +182,17 @@ def register(main):
     @main.command("history")
     @click.argument("package")
     @click.option("--json", "as_json", is_flag=True)
+    @click.option("--diff", "with_diff", is_flag=True,
+                  help="also diff consecutive nightlies of each variant (layers read from the registry)")
     @click.pass_obj
-    def history_cmd(settings, package, as_json):
+    def history_cmd(settings, package, as_json, with_diff):
         """PACKAGE over time: images built, verifications, promotions, debug requests."""
         from release_manager.db.queries import history, timeline
         with _db(settings).read() as s:
             h = history(s, package)
+        if with_diff:
+            from release_manager.commands.inspect import nightly_diffs
+            h["nightly_diffs"] = nightly_diffs(settings, h["images"], echo=None if as_json else click.echo)
         if as_json:
             _echo_json(h)
             return

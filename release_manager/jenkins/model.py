@@ -8,7 +8,8 @@ Jobs, one folder per package:
     <pkg>/nightly                  only where spec.jenkins.nightly is set (cron from the spec)
     <pkg>/promote                  TAG, TARGET, REASON; for spec.jenkins.promote_by
     <pkg>/debug-build              REF, REQUESTER; for spec.jenkins.debug_build_by (packages with a debug variant)
-    <pkg>/maintenance              daily: relman gc, then relman reconcile (fails while database and registry differ)
+    <pkg>/maintenance              daily: relman gc, relman status --html (archived), then relman reconcile
+                                   (fails while database and registry differ)
     relman-seed                    the root Jenkinsfile: specs check + jobs sync --prune
 """
 from __future__ import annotations
@@ -33,6 +34,7 @@ VERIFIED_VARIANTS = verified_variants()   # the targets say: the same set as the
 PROMOTE_TIMEOUT_MINUTES = 60
 MAINTENANCE_CRON = "H 5 * * *"            # after the nightlies (H 2-3), before the working day
 MAINTENANCE_TIMEOUT_MINUTES = 60
+STATUS_SITE_DIR = "status-site"             # `relman status --html` in the maintenance job, archived
 
 
 class JenkinsOptions(BaseSettings):
@@ -290,8 +292,11 @@ def build_jobs(specs: SpecSet, settings, opts: Optional[JenkinsOptions] = None) 
                         cron=MAINTENANCE_CRON, disable_concurrent=True, timeout_minutes=MAINTENANCE_TIMEOUT_MINUTES,
                         stages=[_prepare(full),
                                 Stage("Garbage collection", f"relman gc --package {name}", push + _db_creds(opts)),
+                                # the board of all packages, before Reconcile so that a failing check still
+                                # leaves it archived; it reads the specs and the database only
+                                Stage("Status board", f"relman status --html {STATUS_SITE_DIR}", _db_creds(opts)),
                                 Stage("Reconcile", f"relman reconcile --package {name}", push + _db_creds(opts))],
-                        archive=results, **common))
+                        archive=f"{results},{STATUS_SITE_DIR}/**", **common))
 
     jobs.append(seed_job(settings, opts))
     if mode == "scm":
