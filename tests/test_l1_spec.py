@@ -138,3 +138,52 @@ def test_mirrors_get_the_l1_branches(tmp_path):
     fermitools.init_mirrors(tmp_path, SPECS_DIR, SHARED / "sources" / "fermitools", echo=lambda m: None)
     assert {h.name: h.commit.hexsha for h in git.Repo(root / "ScienceTools.git").heads} == before
     assert before["l1"] == git.Repo(root / "ScienceTools.git").commit(l1.L1_TAG).hexsha
+
+
+WRITER = """
+import sys, numpy as np
+from astropy.io import fits
+out, tstart = sys.argv[1], sys.argv[2]
+t = fits.BinTableHDU.from_columns([fits.Column(name="TIME", format="D", array=np.arange(5.0)),
+                                   fits.Column(name="EVENT_ID", format="J", array=np.arange(5))], name="EVENTS")
+t.header["TSTART"] = float(np.frombuffer(np.random.bytes(8))[0]) if tstart == "garbage" else float(tstart)
+fits.HDUList([fits.PrimaryHDU(), t]).writeto(out)
+"""
+
+
+@pytest.mark.parametrize("tstart,same", [("0", True), ("garbage", False)])
+def test_determinism_flags_what_differs_between_two_runs(tmp_path, tstart, same):
+    """rerun_checks on a real program run twice (a FITS writer whose TSTART is random bytes when asked)."""
+    import subprocess
+    import sys
+    from release_manager.spec.model import Verification
+    from release_manager.verify.determinism import rerun_checks
+    ver = Verification.model_validate({
+        "workload": [{"name": "write", "command": ["writer", "/outputs/x-ft1.fits", tstart]}],
+        "outputs": ["*-ft1.fits"], "reference": {"kind": "stored", "path": str(tmp_path)},
+        "determinism": {"runs": 2},
+        "rules": [{"pattern": "*-ft1.fits", "comparator": "fits", "ignore_keywords": ["DATE", "CHECKSUM", "DATASUM"],
+                   "floats": {"rtol": 0.0, "atol": 0.0}}]})
+
+    class Ran:
+        def __init__(self, rc):
+            self.exit_code = rc
+
+    def run_step(st, outdir: Path):
+        argv = [sys.executable, "-c", WRITER] + [a.replace("/outputs", str(outdir)) for a in st.command[1:]]
+        return Ran(subprocess.run(argv).returncode)
+
+    def fresh(p: Path) -> Path:
+        shutil.rmtree(p, ignore_errors=True)
+        p.mkdir(parents=True)
+        return p
+    first = fresh(tmp_path / "outputs" / "image")
+    assert run_step(ver.workload[0], first).exit_code == 0
+    checks = rerun_checks(ver, run_step, first, tmp_path, fresh, echo=lambda m: None)
+    assert checks and all(c.test == "determinism" for c in checks)
+    failed = [c for c in checks if c.failed]
+    if same:
+        assert not failed and checks[0].file == "x-ft1.fits"
+    else:
+        assert failed and all(c.file == "x-ft1.fits" for c in failed)
+        assert any("TSTART" in (c.message + c.column) for c in failed), [c.message for c in failed]
