@@ -216,11 +216,13 @@ def fermitools():
 @fermitools.command("init")
 @click.option("--sources", type=click.Path(path_type=Path, file_okay=False),
               help="folder of the git bundles (default: ../shared/sources/fermitools beside the checkout)")
+@click.option("--l1-sources", type=click.Path(path_type=Path, file_okay=False),
+              help="folder of the L1 makeFT1 bundles (default: ../shared/sources/l1, used when present)")
 @click.pass_obj
-def fermitools_init(settings, sources):
-    """Make the mirrors of the Fermitools subset under the data folder (idempotent)."""
+def fermitools_init(settings, sources, l1_sources):
+    """Make the mirrors of the Fermitools subset (and the L1 makeFT1 packages) under the data folder (idempotent)."""
     from release_manager.fermitools import init_mirrors
-    init_mirrors(settings.data_dir, Path(settings.specs_dir), sources, echo=click.echo)
+    init_mirrors(settings.data_dir, Path(settings.specs_dir), sources, echo=click.echo, l1_sources=l1_sources)
 
 
 from release_manager.commands import register_all  # noqa: E402

@@ -62,28 +62,43 @@ def _commit(repo: git.Repo, message: str, when: str = WHEN) -> str:
     return repo.head.commit.hexsha
 
 
-def init_mirrors(data_dir: Path, specs_dir: Path, sources: Optional[Path] = None, echo=print) -> Path:
-    """Make (or complete) the mirrors; idempotent: existing repositories are kept as they are."""
+def init_mirrors(data_dir: Path, specs_dir: Path, sources: Optional[Path] = None, echo=print,
+                 l1_sources: Optional[Path] = None) -> Path:
+    """Make (or complete) the mirrors; idempotent: existing repositories are kept as they are.
+    The L1 makeFT1 packages and umbrella branches (release_manager/l1.py) are added when their bundles
+    are there (l1_sources, default ../shared/sources/l1)."""
+    root = _init_fermitools(data_dir, specs_dir, sources, echo)
+    from release_manager import l1
+    l1_dir = Path(l1_sources or l1.DEFAULT_L1_SOURCES)
+    if l1_sources is not None or (l1_dir / "PROVENANCE.md").is_file():
+        l1.init_l1(root, l1_dir, echo=echo)
+    return root
+
+
+def mirror_bundle(root: Path, sources: Path, name: str) -> str:
+    """The bare mirror root/NAME.git made from sources/NAME.bundle (kept when it exists); its master's commit."""
+    bundle = sources / f"{name}.bundle"
+    dest = root / f"{name}.git"
+    if not dest.exists():
+        if not bundle.is_file():
+            raise UsageError(f"{bundle}: missing; the mirror of {name} cannot be made")
+        tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=root))
+        try:
+            git.Repo.clone_from(str(bundle), tmp / "r.git", bare=True)
+            (tmp / "r.git").rename(dest)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return git.Repo(dest).commit("master").hexsha
+
+
+def _init_fermitools(data_dir: Path, specs_dir: Path, sources: Optional[Path], echo) -> Path:
     sources = Path(sources or DEFAULT_SOURCES)
     if not (sources / "PROVENANCE.md").is_file():
         raise UsageError(f"{sources}: not the Fermitools sources folder (no PROVENANCE.md); give --sources "
                          "../shared/sources/fermitools")
     root = mirror_root(data_dir)
     root.mkdir(parents=True, exist_ok=True)
-    pins: Dict[str, str] = {}
-    for name in packages_in_order(specs_dir):
-        bundle = sources / f"{name}.bundle"
-        dest = root / f"{name}.git"
-        if not dest.exists():
-            if not bundle.is_file():
-                raise UsageError(f"{bundle}: missing; the mirror of {name} cannot be made")
-            tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=root))
-            try:
-                git.Repo.clone_from(str(bundle), tmp / "r.git", bare=True)
-                (tmp / "r.git").rename(dest)
-            finally:
-                shutil.rmtree(tmp, ignore_errors=True)
-        pins[name] = git.Repo(dest).commit("master").hexsha
+    pins = {name: mirror_bundle(root, sources, name) for name in packages_in_order(specs_dir)}
     umbrella = root / f"{UMBRELLA}.git"
     if umbrella.exists():
         have = git.Repo(umbrella)

@@ -130,6 +130,12 @@ class ImagePlan:
         return _unique(self.spec.os_packages.for_manager(self.manager).runtime)
 
     @property
+    def runtime_extra_packages(self) -> List[str]:
+        """Installed in a layer of their own after the runtime packages and the user, so that the layers
+        below are the same as those of images with the same runtime list (shared in a registry)."""
+        return _unique(self.spec.os_packages.for_manager(self.manager).runtime_extra)
+
+    @property
     def build_env(self) -> List[Tuple[str, str]]:
         flags = self.spec.build.cflags
         env = {"CFLAGS": flags, "CXXFLAGS": flags, "PREFIX": self.spec.prefix}

@@ -23,7 +23,7 @@ REGENERATE = os.environ.get("RELMAN_REGENERATE_GOLDEN") == "1"
 
 
 # (package, platform override): what is rendered for its production platform, and what is built here
-CASES = [(n, None) for n in sorted(SPECS.packages)] + [("sciencetools", "debian12-local")]
+CASES = [(n, None) for n in sorted(SPECS.packages)] + [("sciencetools", "debian12-local"), ("l1-makeft1", "debian12-local")]
 
 
 def _rendered(name, platform=None):

@@ -202,8 +202,14 @@ def load_package(path: Path, platforms: Dict[str, Platform]) -> Tuple[Optional[L
             key = tuple(int(x) if x.isdigit() else x for x in fpath.replace("[", ".").replace("]", "").split("."))
             problems.append(SpecProblem(str(path), fpath, f"unknown platform {p!r}; known: {known}", lines.get(key)))
     files: Dict[str, str] = {}
-    if spec.build.files:
-        files, probs = _read_files(path, spec.build.files, lines.get(("build", "files")))
+    folders = [spec.build.files] if isinstance(spec.build.files, str) else (spec.build.files or [])
+    for rel in folders:
+        more, probs = _read_files(path, rel, lines.get(("build", "files")))
+        twice = sorted(set(files) & set(more))
+        if twice:
+            probs.append(SpecProblem(str(path), "build.files", f"{rel!r}: {', '.join(twice)} also in an earlier "
+                                     "folder (merged folders must not share a file name)", lines.get(("build", "files"))))
+        files.update(more)
         problems += probs
     if problems:
         return None, problems

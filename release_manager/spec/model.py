@@ -10,9 +10,9 @@ from __future__ import annotations
 import datetime as dt
 import fnmatch
 import re
-from typing import Annotated, Dict, List, Literal, Optional, Tuple
+from typing import Annotated, Dict, List, Literal, Optional, Tuple, Union
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_serializer, model_validator
 
 VARIANTS = ("full", "runtime", "debug", "env")
 PLACEHOLDER_RE = re.compile(r"^<placeholder: [^<>\n]+>\Z")
@@ -198,6 +198,13 @@ class PlatformsFile(Strict):
 
 # ---------------------------------------------------------------- package specs
 
+def _without_empty(dumped: dict, key: str) -> dict:
+    """A newer optional field left out of a dump when unset, so older specs hash as before."""
+    if dumped.get(key) in (None, [], {}):
+        dumped.pop(key, None)
+    return dumped
+
+
 def _no_repeats(v: List[str]) -> List[str]:
     twice = sorted({x for x in v if v.count(x) > 1})
     if twice:
@@ -217,6 +224,14 @@ class Source(Strict):
 class FamilyPackages(Strict):
     build: List[OsPackage] = Field(default_factory=list)
     runtime: List[OsPackage] = Field(default_factory=list)
+    runtime_extra: List[OsPackage] = Field(
+        default_factory=list, description="installed in a layer of their own after `runtime` (and the user): "
+                                          "images whose `runtime` lists are equal share those layers")
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler):
+        # left out when empty: specs without it keep their hashes (and their images' spec labels)
+        return _without_empty(handler(self), "runtime_extra")
 
 
 class OsPackages(Strict):
@@ -228,7 +243,8 @@ class OsPackages(Strict):
 
     def for_manager(self, manager: str) -> FamilyPackages:
         fam: FamilyPackages = getattr(self, manager)
-        return FamilyPackages(build=self.build + fam.build, runtime=self.runtime + fam.runtime)
+        return FamilyPackages(build=self.build + fam.build, runtime=self.runtime + fam.runtime,
+                              runtime_extra=fam.runtime_extra)
 
 
 class Layers(Strict):
@@ -252,8 +268,9 @@ class Layers(Strict):
 class Build(Strict):
     steps: List[OneLine] = Field(min_length=1, description="shell commands run in the source tree, in order "
                                                            "(after the layers, when there are layers)")
-    files: Optional[RelPath] = Field(None, description="folder of support files (relative to the spec's folder), "
-                                                       "copied to $RELMAN_FILES before the sources")
+    files: Optional[Union[RelPath, List[RelPath]]] = Field(
+        None, description="folder(s) of support files (relative to the spec's folder), copied to $RELMAN_FILES "
+                          "before the sources; several folders are merged (a file name in two is an error)")
     layers: Optional[Layers] = None
     env: Dict[str, OneLine] = Field(default_factory=dict, description="environment of the build steps only")
     cflags: OneLine = Field("-g -O2", description="always carries -g: debug info is split out later")
@@ -410,6 +427,22 @@ class Reference(Strict):
         return self
 
 
+class RequiredArguments(Strict):
+    """Parameters without which a program's products are not reproducible: a workload step that runs the
+    program without all of them is refused when the spec is read."""
+    program: OneLine = Field(description="argv[0] of the workload steps concerned (its base name)")
+    arguments: List[OneLine] = Field(min_length=1, description="parameter names each step must give as name=value")
+    keywords: List[OneLine] = Field(min_length=1, description="what is not reproducible without them (the "
+                                                              "products' keywords), named in the refusal")
+
+
+class Determinism(Strict):
+    """Run the workload more than once in the same image and flag products that differ between the runs
+    (before comparing image and reference): a rule cannot be trusted on a product that is not reproducible."""
+    runs: int = Field(2, ge=2, le=5, description="runs of the whole workload in the image")
+    require_arguments: List[RequiredArguments] = Field(default_factory=list)
+
+
 class Verification(Strict):
     inputs: Dict[Name, OneLine] = Field(default_factory=dict, description="name -> file, mounted at /inputs/<name>")
     workload: List[WorkloadStep] = Field(min_length=1)
@@ -417,6 +450,28 @@ class Verification(Strict):
     reference: Reference
     rules: List[CompareRule] = Field(min_length=1)
     known_differences: List[KnownDifference] = Field(default_factory=list)
+    determinism: Optional[Determinism] = None
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler):
+        return _without_empty(handler(self), "determinism")
+
+    @model_validator(mode="after")
+    def _reproducible(self):
+        problems = []
+        for req in (self.determinism.require_arguments if self.determinism else []):
+            for st in self.workload:
+                if st.command[0].rsplit("/", 1)[-1] != req.program:
+                    continue
+                given = {a.split("=", 1)[0] for a in st.command[1:] if "=" in a}
+                missing = [a for a in req.arguments if a not in given]
+                if missing:
+                    problems.append(f"step {st.name!r} runs {req.program} without {', '.join(missing)}")
+        if problems:
+            req_kw = sorted({k for r in self.determinism.require_arguments for k in r.keywords})
+            raise ValueError("refused, the products would not be reproducible: " + "; ".join(problems)
+                             + f" (then {', '.join(req_kw)} differ from run to run: give them as name=value)")
+        return self
 
 
 class NightlyJob(Strict):

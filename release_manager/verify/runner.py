@@ -217,7 +217,10 @@ def _poll_stats(api, c, samples, stop):
 
 # ---------------------------------------------------------------------- on the host
 
-def map_argv(argv: List[str], inputs: Dict[str, Path], outdir: Path, bindir: Optional[Path]) -> List[str]:
+def map_argv(argv: List[str], inputs: Dict[str, Path], outdir: Path, bindir: Optional[Path],
+             prefix: Optional[str] = None) -> List[str]:
+    """The image's argv for the host: /inputs/<name>, /outputs and the image prefix (files the image
+    installs, e.g. makeFT1's cut files) replaced by their host places."""
     out = []
     names = sorted(inputs, key=len, reverse=True)
     for i, a in enumerate(argv):
@@ -229,6 +232,8 @@ def map_argv(argv: List[str], inputs: Dict[str, Path], outdir: Path, bindir: Opt
         for n in names:
             a = re.sub(rf"/inputs/{re.escape(n)}(?![\w.-])", str(inputs[n]).replace("\\", "\\\\"), a)
         a = re.sub(r"/outputs(?=/|$)", str(outdir).replace("\\", "\\\\"), a)
+        if prefix and bindir is not None:
+            a = re.sub(rf"{re.escape(prefix.rstrip('/'))}(?=/|$)", str(bindir.parent).replace("\\", "\\\\"), a)
         out.append(a)
     return out
 
@@ -343,6 +348,11 @@ def verify_package(settings, specs, package: str, image: str, workdir: Path, api
             ok = False
             break
         out.add(Check("workload", "exit-code", PASS, "", st.name, f"step {st.name}: exit 0 in the image"))
+    if ok and ver.determinism:
+        from release_manager.verify.determinism import rerun_checks
+        out.extend(rerun_checks(
+            ver, lambda st, d: run_in_image(api, full, st.command, inputs, d, st.name, environment=None),
+            img_out, workdir, lambda p: _fresh_dir(p, platform.uid), echo=echo))
     out.meta["apptainer"] = None
     if apptainer and ok:
         from release_manager.verify.under_apptainer import run_workload
@@ -365,7 +375,7 @@ def verify_package(settings, specs, package: str, image: str, workdir: Path, api
                 r = run_in_image(api, ref_image, st.command, inputs, ref_out, st.name, side="reference")
             else:
                 env = host_environment(spec, host_bin.parent, _fresh_dir(workdir / "host-user"))
-                argv = map_argv(st.command, host_inputs, ref_out, host_bin)
+                argv = map_argv(st.command, host_inputs, ref_out, host_bin, spec.prefix)
                 echo(f"reference: {st.name}: {' '.join(argv)}")
                 r = run_on_host(argv, st.name, ref_out, env)
             steps.append(r)

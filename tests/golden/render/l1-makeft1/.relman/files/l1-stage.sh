@@ -1,0 +1,52 @@
+#!/bin/sh
+# Stage makeFT1 into PREFIX with what it needs at run time, and nothing else (`cmake --install` would
+# install every target of the packages, tests included):
+#   PREFIX/bin/makeFT1, PREFIX/lib (the Fermi libraries it needs, from DT_NEEDED, found in _build)
+#   PREFIX/root/ROOT/{lib,etc,include}, PREFIX/root/root.libs: the parts of the ROOT wheel used at run
+#     time: the libraries makeFT1 and the interpreter (libCling) need, every .pcm/.rootmap and
+#     modules.idx (with fewer modules ROOT rebuilds them at run time, into its lib folder: not on a
+#     read-only image), etc/ and include/ (read by the interpreter), the wheel's own libraries
+#   PREFIX/syspfiles/makeFT1.par, PREFIX/refdata/fermi/{fitsGen,caldb,evtClassDefs}
+# The layout below PREFIX/root is the wheel's: ROOT finds etc/ and include/ from libCore's folder, and
+# its libraries find root.libs through their $ORIGIN/../../root.libs RPATH.
+# Run from the umbrella's root after the last layer.
+set -eu
+site=$(echo "$PWD"/_root/lib/python3*/site-packages)
+[ -d "$site/ROOT/lib" ] || { echo "l1-stage.sh: no ROOT in $site (the +root layer installs it)" >&2; exit 1; }
+rootlib=$site/ROOT/lib
+mkdir -p "$PREFIX/bin" "$PREFIX/lib" "$PREFIX/syspfiles" "$PREFIX/refdata/fermi" "$PREFIX/root/ROOT/lib"
+f=$(find _build -type f -name makeFT1 -perm -u+x | head -n 1)
+[ -n "$f" ] || { echo "l1-stage.sh: makeFT1 was not built" >&2; exit 1; }
+cp -p "$f" "$PREFIX/bin/makeFT1"
+queue="$PREFIX/bin/makeFT1 $rootlib/libCling.so"
+cp -p "$rootlib/libCling.so" "$PREFIX/root/ROOT/lib/"
+seen=" "
+while [ -n "${queue# }" ]; do
+    set -- $queue
+    elf=$1; shift; queue="$*"
+    for lib in $(readelf -d "$elf" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p'); do
+        case "$seen" in *" $lib "*) continue ;; esac
+        seen="$seen$lib "
+        if [ -e "$rootlib/$lib" ]; then
+            cp -pL "$rootlib/$lib" "$PREFIX/root/ROOT/lib/$lib"
+            queue="$queue $rootlib/$lib"
+            continue
+        fi
+        f=$(find _build -name "$lib" \( -type f -o -type l \) | head -n 1)
+        [ -n "$f" ] || continue      # a system library (the runtime OS packages) or one of root.libs
+        cp -L "$f" "$PREFIX/lib/$lib"
+        queue="$queue $PREFIX/lib/$lib"
+    done
+done
+cp -p "$rootlib"/*.pcm "$rootlib"/*.rootmap "$rootlib/modules.idx" "$PREFIX/root/ROOT/lib/"
+rm -rf "$PREFIX/root/ROOT/etc" "$PREFIX/root/ROOT/include" "$PREFIX/root/root.libs"
+cp -R "$site/ROOT/etc" "$site/ROOT/include" "$PREFIX/root/ROOT/"
+cp -R "$site/root.libs" "$PREFIX/root/root.libs"
+cp -p src/fitsGenApps/pfiles/makeFT1.par "$PREFIX/syspfiles/"
+rm -rf "$PREFIX/refdata/fermi/caldb" "$PREFIX/refdata/fermi/fitsGen" "$PREFIX/refdata/fermi/evtClassDefs"
+cp -R src/irfs/caldb/CALDB "$PREFIX/refdata/fermi/caldb"
+mkdir -p "$PREFIX/refdata/fermi/fitsGen" "$PREFIX/refdata/fermi/evtClassDefs"
+cp -p src/fitsGen/data/*.tpl "$PREFIX/refdata/fermi/fitsGen/"
+cp -R src/evtClassDefs/data src/evtClassDefs/xml "$PREFIX/refdata/fermi/evtClassDefs/"
+chmod -R a+rX "$PREFIX"
+echo "l1-stage.sh: makeFT1, $(ls "$PREFIX/lib" | wc -l) Fermi libraries, $(ls "$PREFIX/root/ROOT/lib" | grep -c '\.so') ROOT libraries in $PREFIX"

@@ -1,0 +1,189 @@
+"""The L1 makeFT1 image on the real engine and registry: built from the mirrors (ScienceTools' layers plus
+the L1 packages, ROOT from PyPI), checked, run as a batch slot runs it (any UID, read-only root) on the
+merit files, its FT1 rows checked against an independent reading of the merit tuples (uproot), verified
+against the host build (with the determinism check), promoted to the tag L1 runs from."""
+from __future__ import annotations
+
+import os
+import re
+import uuid
+
+import numpy as np
+import pytest
+import uproot
+from astropy.io import fits
+
+from release_manager import engine
+from release_manager.build import Builder
+from release_manager.checks import FARM_RUN
+from release_manager.l1 import L1_TAG
+
+from conftest import FERMI
+
+pytestmark = pytest.mark.engine
+MERIT = FERMI / "merit"
+FILES = ("default", "gamma_5_gev_normal", "vertical_surface_muons")
+EVT = "/opt/fermitools/refdata/fermi/evtClassDefs"
+EXPECTED_ROWS = {"default": 0, "gamma_5_gev_normal": 5, "vertical_surface_muons": 0}
+
+
+@pytest.fixture(scope="module")
+def l1_build(st_settings, specs, api):
+    """l1-makeft1 at its fixture tag: runtime, debug and full, built once and pushed. {target: BuildResult}."""
+    results = Builder(st_settings, specs, echo=lambda m: None, api=api).build(
+        "l1-makeft1", L1_TAG, ["runtime", "debug", "full"], push=True)
+    return {r.target: r for r in results}
+
+
+def _argv(name: str, out: str, cut: str):
+    return ["makeFT1", f"rootFile=/merit/{name}-merit.root", f"fitsFile=/out/{out}", f"TCuts={cut}",
+            f"xml_classifier={EVT}/xml/EvtClassDefs_P8R0.xml", "evtclsmap=FT1EventClass", "evttypmap=none",
+            f"dict_file={EVT}/data/pass8_FT1variables", "tstart=0", "tstop=17", "clobber=yes"]
+
+
+@pytest.fixture(scope="module")
+def ft1_products(api, l1_build, tmp_path_factory):
+    """makeFT1 in the runtime image as UID 23456 on a read-only root (the farm's conditions), on the three
+    merit files: L1 transient cuts, and every event. {(file, 'l1'|'all'): (exit, log, FT1 path)}."""
+    out = tmp_path_factory.mktemp("l1-ft1")
+    os.chmod(out, 0o777)    # the arbitrary UID writes here
+    image = l1_build["runtime"].image_id
+    binds = {str(MERIT): {"bind": "/merit", "mode": "ro"}, str(out): {"bind": "/out", "mode": "rw"}}
+    got = {}
+    for name in FILES:
+        for kind, cut in (("l1", f"{EVT}/data/pass8.0_Transient_cuts_L1"), ("all", "EvtRun>0")):
+            fname = f"{name}-{kind}.fits"
+            rc, log = engine.run(api, image, _argv(name, fname, cut), binds=binds, workdir="/out", **FARM_RUN)
+            got[(name, kind)] = (rc, log, out / fname)
+    return got
+
+
+def test_variants_built_checked_pushed(l1_build, specs, api):
+    from release_manager.checks import check_image
+    from release_manager.plan import make_plan
+    assert set(l1_build) == {"runtime", "debug", "full"}
+    for target, r in l1_build.items():
+        assert r.pushed and r.digest.startswith("sha256:"), target
+        assert r.labels["relman.platform.override"] == "rhel7->debian12-local"
+    plan = make_plan(specs, "l1-makeft1", "debian12-local")
+    layers = {t: [x["digest"] for x in r.layers] for t, r in l1_build.items()}
+    ran = {t: check_image(api, plan, plan.target(t), l1_build[t].image_id, layers["runtime"], layers[t])
+           for t in ("runtime", "debug")}
+    for t, results in ran.items():
+        assert all(c.ok for c in results), [c.as_dict() for c in results if not c.ok]
+    gdb = next(c.as_dict() for c in ran["debug"] if c.name == "gdb-finds-symbols")
+    for want in ("makeFT1.cxx", "commonUtilities.cxx", "EventClass.cxx"):
+        assert want in gdb["detail"], gdb["detail"]
+    rt = l1_build["runtime"].size
+    print(f"\nsizes: runtime {rt / 1e6:.0f} MB, debug {l1_build['debug'].size / 1e6:.0f} MB, "
+          f"full {l1_build['full'].size / 1e6:.0f} MB")
+    assert rt <= plan.spec.size_budget["runtime"].max
+
+
+def test_runtime_shares_the_sciencetools_base_layers(l1_build, sciencetools_build):
+    """Same base, same runtime package list: the first layers are the same blobs as ScienceTools'."""
+    st = [x["digest"] for x in sciencetools_build["runtime"].layers]
+    l1 = [x["digest"] for x in l1_build["runtime"].layers]
+    shared = 0
+    for a, b in zip(st, l1):
+        if a != b:
+            break
+        shared += 1
+    # base image, runtime OS packages, the user: then the images part (extra packages, prefix, entrypoint)
+    assert shared >= 3, (st, l1)
+    assert set(l1[shared:]).isdisjoint(st)
+
+
+def test_makeft1_documented_rows_any_uid_read_only(ft1_products):
+    for name in FILES:
+        for kind in ("l1", "all"):
+            rc, log, path = ft1_products[(name, kind)]
+            assert rc == 0, f"{name} {kind}: exit {rc}\n{log[-2000:]}"
+            with fits.open(path) as h:
+                rows = h["EVENTS"].header["NAXIS2"]
+                want = 10 if kind == "all" else EXPECTED_ROWS[name]
+                assert rows == want, (name, kind, rows)
+                # explicit tstart/tstop: sane header times (makeFT1 writes tstop + 1)
+                assert h["EVENTS"].header["TSTART"] == 0.0 and h["EVENTS"].header["TSTOP"] == 18.0
+
+
+@pytest.fixture(scope="module")
+def l1_cut_text(st_settings) -> str:
+    """pass8.0_Transient_cuts_L1 as evtClassDefs' mirror holds it (the file the image stages)."""
+    import git
+    from release_manager.fermitools import mirror_root
+    repo = git.Repo(mirror_root(st_settings.data_dir) / "evtClassDefs.git")
+    return repo.commit("master").tree["data/pass8.0_Transient_cuts_L1"].data_stream.read().decode()
+
+
+def _l1_cut(text: str, tree) -> np.ndarray:
+    """The L1 cut evaluated with numpy on the merit leaves (independently of ROOT)."""
+    expr = " ".join(ln for ln in text.splitlines() if ln.strip() and not ln.startswith("#"))
+    terms, depth, cur = [], 0, ""
+    i = 0
+    while i < len(expr):       # split on the top-level && (Python's & binds tighter than >)
+        ch = expr[i]
+        depth += ch == "("
+        depth -= ch == ")"
+        if depth == 0 and expr.startswith("&&", i):
+            terms.append(cur)
+            cur, i = "", i + 2
+            continue
+        cur += ch
+        i += 1
+    terms.append(cur)
+    names = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", expr)) - {"log10", "pow"}
+    arrays = tree.arrays(sorted(names), library="np")
+    ns = {"log10": np.log10, "pow": np.power, **{k: arrays[k].astype(float) for k in names}}
+    mask = np.ones(tree.num_entries, dtype=bool)
+    for t in terms:
+        mask &= np.asarray(eval(t, {"__builtins__": {}}, ns), dtype=bool)   # noqa: S307 - the spec's own cut file
+    return mask
+
+
+def test_ft1_rows_match_an_independent_reading_of_the_merit(ft1_products, l1_cut_text):
+    for name in FILES:
+        tree = uproot.open(MERIT / f"{name}-merit.root")["MeritTuple"]
+        leaves = tree.arrays(["FT1Energy", "EvtElapsedTime", "EvtEventId", "EvtRun"], library="np")
+        in_time = (leaves["EvtElapsedTime"] >= 0) & (leaves["EvtElapsedTime"] <= 18)
+        for kind, mask in (("l1", _l1_cut(l1_cut_text, tree) & in_time), ("all", (leaves["EvtRun"] > 0) & in_time)):
+            _, _, path = ft1_products[(name, kind)]
+            with fits.open(path) as h:
+                ev = h["EVENTS"].data
+                assert len(ev) == int(mask.sum()), (name, kind)
+                np.testing.assert_array_equal(ev["ENERGY"], leaves["FT1Energy"][mask].astype(ev["ENERGY"].dtype))
+                np.testing.assert_array_equal(ev["TIME"], leaves["EvtElapsedTime"][mask])
+                np.testing.assert_array_equal(ev["EVENT_ID"], leaves["EvtEventId"][mask])
+                np.testing.assert_array_equal(ev["RUN_ID"], leaves["EvtRun"][mask])
+    assert EXPECTED_ROWS["gamma_5_gev_normal"] == int(_l1_cut(l1_cut_text, uproot.open(
+        MERIT / "gamma_5_gev_normal-merit.root")["MeritTuple"]).sum())
+
+
+def test_verified_against_the_host_build_and_promoted_to_l1(st_settings, specs, api, l1_build, tmp_path_factory):
+    """The spec's verification (image twice for determinism, host build once, FT1 compared by rule), recorded;
+    then `relman promote` puts the verified runtime image on the tag L1 runs from."""
+    from release_manager.db import for_settings, migrate
+    from release_manager.registry import Registry
+    from release_manager.workflows import verification
+    from release_manager.workflows.common import Context, record_result, untag
+    from release_manager.workflows.promote import promote
+    db = for_settings(st_settings)
+    migrate.upgrade(db)
+    ctx = Context(st_settings, specs, echo=lambda m: None, api=api, db=db, actor="l1-test")
+    r = l1_build["runtime"]
+    image_pk = record_result(ctx, r.as_dict()).image
+    work = tmp_path_factory.mktemp("l1-verify")
+    v = verification.verify_image(ctx, "l1-makeft1", verification.ensure_local(ctx, r.repository, r.digest), work)
+    assert v.verdict == "passed", (v.reason, [c for c in v.checks if c["result"] != "pass"])
+    tests = {(c["file"], c["test"]) for c in v.checks}
+    for f in ("default-ft1.fits", "gamma-ft1.fits", "muons-ft1.fits", "gamma-all-ft1.fits"):
+        assert (f, "determinism") in tests, f      # run twice in the image, same products
+    verification.record(ctx, image_pk, v)
+    # promoted tags are immutable and the registry outlives the session: a name of this run's own
+    tag = f"l1-test-{uuid.uuid4().hex[:8]}"
+    try:
+        rep = promote(ctx, "l1-makeft1", f"{L1_TAG}-runtime", tag, "alice", "L1 runs makeFT1 from this image")
+        assert rep["status"] == "promoted", rep
+        assert Registry(st_settings.registry).manifest_digest(f"{st_settings.namespace}/l1-makeft1", tag) == r.digest
+    finally:
+        untag(Registry(st_settings.registry), f"{st_settings.namespace}/l1-makeft1", tag)
