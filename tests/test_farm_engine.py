@@ -151,8 +151,16 @@ def test_scheduler_refusal_is_a_clear_error(farm, image, tmp_path):
     src = (Path(load_site("local-sge-docker")[1])).read_text().replace("queue: relman.q", "queue: no-such.q")
     bad = tmp_path / "bad-queue.yaml"
     bad.write_text(src)
+    before = set(Path(load_site("local-sge-docker")[0].workdir).iterdir())
     r = CliRunner().invoke(main, ["farm", "submit", "--site", str(bad), "--image", image, "--", "true"])
     assert r.exit_code == 1 and "qsub refused the job" in r.output, r.output
+    assert set(Path(load_site("local-sge-docker")[0].workdir).iterdir()) == before   # nothing left behind
+    # an image or a SIF the registry does not have: refused at submit, nothing written
+    for args, what in ((["--site", "local-sge-docker", "--image", "127.0.0.1:5000/farm-12b/absent:nope"], "--image"),
+                       (["--site", "local-slurm-apptainer", "--image", image, "--sif", f"{SIF_REPO}:absent-sif"], "--sif")):
+        r = CliRunner().invoke(main, ["farm", "submit", *args, "--", "true"])
+        assert r.exit_code == 2 and f"{what} " in r.output and "not in registry" in r.output, r.output
+    assert set(Path(load_site("local-sge-docker")[0].workdir).iterdir()) == before
     with pytest.raises(NotFound, match="knows no job"):
         accounting.status(load_site("local-slurm-docker")[0], "999999")
 

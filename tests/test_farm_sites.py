@@ -159,3 +159,21 @@ def test_default_sif_reference():
         "127.0.0.1:5000/fermi-lat/evtselect:v1.1.0-runtime-sif"
     with pytest.raises(UsageError, match="--sif"):
         launcher.default_sif_ref("127.0.0.1:5000/fermi-lat/evtselect@" + DIGEST)
+
+
+def test_sites_and_templates_ship_in_the_wheel():
+    """setup.cfg's package data covers every shipped site file and job template (`--site NAME` must work
+    from an installed relman, not only from a checkout)."""
+    import configparser
+    import fnmatch
+
+    from release_manager.config import PROJECT_ROOT
+    cfg = configparser.ConfigParser()
+    cfg.read(PROJECT_ROOT / "setup.cfg")
+    data = {k: [p.strip() for p in v.split(",")] for k, v in cfg["options.package_data"].items()}
+    pkg = PROJECT_ROOT / "release_manager"
+    for path, package in [(p, "release_manager.farm") for p in (pkg / "farm" / "sites").glob("*.yaml")] + \
+                         [(p, "release_manager") for p in (pkg / "templates" / "farm").glob("*.j2")]:
+        base = PROJECT_ROOT.joinpath(*package.split("."))
+        rel = str(path.relative_to(base))
+        assert any(fnmatch.fnmatch(rel, pat) for pat in data.get(package, [])), (package, rel)

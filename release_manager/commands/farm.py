@@ -46,6 +46,7 @@ def register(main):
     @click.pass_obj
     def submit_cmd(settings, site_ref, image, sif, tasks, dry_run, workdir, as_json, command):
         """Submit PROGRAM ARGS... (after `--`) as an array job of --tasks tasks at --site."""
+        import shutil
         from pathlib import Path
 
         from release_manager.errors import UsageError
@@ -69,7 +70,11 @@ def register(main):
             sif_ref = launcher.resolve(sif or launcher.default_sif_ref(image), registry_for, what="--sif")
         job = launcher.prepare(site, ref, cmd, tasks, sif=sif_ref, workdir=Path(workdir) if workdir else None)
         script = launcher.write(job)
-        job_id = None if dry_run else launcher.submit(job, script)
+        try:
+            job_id = None if dry_run else launcher.submit(job, script)
+        except Exception:
+            shutil.rmtree(job.directory, ignore_errors=True)   # a refused job leaves nothing behind
+            raise
         result = {"site": site.name, "scheduler": site.scheduler, "runtime": site.runtime, "job_id": job_id,
                   "tasks": tasks, "image": ref.pinned, "sif": sif_ref.pinned if sif_ref else None,
                   "script": str(script), "directory": str(job.directory)}
