@@ -167,7 +167,7 @@ def build_sif(settings, specs, package: str, image: str, sign: bool = False, pus
     res = SifResult(package, f"{repository}@{image}" if image.startswith("sha256:") else f"{repository}:{image}",
                     digest, source, str(dest), sha, size, version, seconds, compressed, signer,
                     str(pub_path) if pub_path else None)
-    if push:
+    if push and ref_tag:
         oras = f"oras://{repository}:{ref_tag}"
         app.push(dest, oras)
         res.registry_ref = oras

@@ -249,3 +249,23 @@ def test_a_difference_under_apptainer_fails_the_verification(apptainer_verificat
     assert out.verdict == "fail" and out.meta["apptainer"]["verdict"] == "fail"
     failed = [c for c in out.checks if c.failed]
     assert failed and all(c.file == "apptainer-vs-docker/selected.fits" for c in failed)
+
+
+def test_the_rendered_definition_pinned_by_digest_builds_and_runs(sif_env, specs, demo_build, api, tmp_path):
+    """The Apptainer definition relman renders, pinned to the pushed runtime image, built by real Apptainer;
+    its runscript gives the images' uniform command line."""
+    from release_manager.plan import make_plan
+    from release_manager.render import render_package, write_files
+    from release_manager.apptainer import Bind
+    s, _ = sif_env
+    rt = demo_build["runtime"]
+    files = render_package(make_plan(specs, "evtselect"), s.registry, s.namespace, ["runtime"],
+                           digests={"runtime": rt.digest})
+    write_files(files, tmp_path / "r")
+    definition = tmp_path / "r" / "singularity" / "runtime.def"
+    assert f"@{rt.digest}" in definition.read_text()
+    app = _app(api, s)
+    app.build(tmp_path / "r" / "pinned.sif", str(definition), binds=[Bind(definition)])
+    r = app.run(["apptainer", "run", "--containall", str(tmp_path / "r" / "pinned.sif"), "--version"],
+                binds=[Bind(tmp_path / "r")], uid=1000, gid=1000)
+    assert "variant:    runtime" in r.output and "package:    evtselect" in r.output, r.output

@@ -138,6 +138,9 @@ def test_record_sif_refuses_bad_values_and_records_nothing(tmp_path):
         row = c.execute(text("SELECT image_pk, sha256, signer FROM sif_images WHERE id = :i"), {"i": rid}).one()
         audit = c.execute(text("SELECT action FROM audit_log WHERE entity = 'sif'")).scalars().all()
     assert row == (None, DIGEST, "sha256:" + "f" * 64) and audit == ["build-sif"]
+    from release_manager.db.queries import table_counts
+    with db.read() as s:
+        assert table_counts(s)["sif images"] == 1          # `relman db status` counts them
 
 
 # ---------------------------------------------------------------------- Apptainer definitions by digest

@@ -281,7 +281,8 @@ def table_counts(s: Session) -> Dict[str, int]:
     """Rows per table, for `relman db status`."""
     out = {}
     for name, m in (("packages", Package), ("images", Image), ("verification runs", VerificationRun),
-                    ("promotions", Promotion), ("debug requests", DebugRequest), ("audit events", AuditEvent)):
+                    ("promotions", Promotion), ("debug requests", DebugRequest), ("sif images", SifImage),
+                    ("audit events", AuditEvent)):
         out[name] = s.scalar(select(func.count()).select_from(m)) or 0
     return out
 

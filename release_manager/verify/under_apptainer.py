@@ -47,6 +47,7 @@ def run_workload(settings, api, image_id: str, workload, inputs: Dict[str, Path]
     if sif is None:
         echo(f"apptainer: building a SIF of {image_id[:19]}")
         meta = sif_of_image(settings, api, image_id, base, app)
+        sif = base / "image.sif"
     else:
         base.mkdir(parents=True)
         meta = {"sif": str(sif), "sha256": sha256_file(sif), "size": sif.stat().st_size, "build_seconds": None,
@@ -62,7 +63,7 @@ def run_workload(settings, api, image_id: str, workload, inputs: Dict[str, Path]
     for st in workload:
         argv = entrypoint + list(st.command)
         echo(f"apptainer: {st.name}: apptainer exec --containall image.sif {' '.join(argv)} (uid {uid})")
-        r = app.exec(Path(meta["sif"]), argv, binds, uid=uid, gid=uid, pwd="/outputs")
+        r = app.exec(sif, argv, binds, uid=uid, gid=uid, pwd="/outputs")
         run = StepRun("apptainer", st.name, argv, exit_code=r.exit_code, wall_seconds=r.seconds,
                       memory_source="not measured (Apptainer runs inside its tool container)", log=r.output,
                       extra={"includes": "the tool container's start"})
