@@ -283,9 +283,8 @@ def status_board(s: Session) -> Dict[str, Dict[str, Any]]:
     out: Dict[str, Dict[str, Any]] = {name: {"package": name, "images": [], "verifications": [],
                                              "promotions": []} for name in pkgs.values()}
     owner: Dict[int, str] = {}
-    for r in conn.execute(select(*LIST_COLUMNS, Image.package_id).join(Package, Package.id == Image.package_id)
-                       .order_by(Image.started, Image.id)):
-        row = _row(r)
+    for row in _plain_rows(conn.execute(select(*LIST_COLUMNS, Image.package_id)
+                                        .join(Package, Package.id == Image.package_id).order_by(Image.started, Image.id))):
         name = pkgs[row.pop("package_id")]
         owner[row["id"]] = name
         out[name]["images"].append(row)
@@ -293,13 +292,26 @@ def status_board(s: Session) -> Dict[str, Dict[str, Any]]:
                    VerificationRun.verdict, VerificationRun.started, VerificationRun.finished,
                    VerificationRun.report_location, VerificationRun.workload)
             .join(Image, Image.id == VerificationRun.image_pk).order_by(VerificationRun.started, VerificationRun.id))
-    for r in conn.execute(runs):
-        v = _row(r)
+    for v in _plain_rows(conn.execute(runs)):
         out[owner[v["image"]]]["verifications"].append(v)
     promos = (select(Promotion.id, Promotion.image_pk.label("image"), Image.variant, Promotion.from_tag,
                      Promotion.to_tag, Promotion.promoted_by, Promotion.promoted_at, Promotion.reason)
               .join(Image, Image.id == Promotion.image_pk).order_by(Promotion.promoted_at, Promotion.id))
-    for r in conn.execute(promos):
-        p = _row(r)
+    for p in _plain_rows(conn.execute(promos)):
         out[owner[p["image"]]]["promotions"].append(p)
+    return out
+
+
+def _plain_rows(result) -> List[Dict[str, Any]]:
+    """_row() for many rows: the time columns picked by name once, not every value tested (the board
+    reads every image of every package)."""
+    keys = list(result.keys())
+    times = [i for i, k in enumerate(keys) if k in ("started", "finished", "promoted_at")]
+    out = []
+    for r in result:
+        vals = list(r)
+        for i in times:
+            if vals[i] is not None:
+                vals[i] = iso(vals[i])
+        out.append(dict(zip(keys, vals)))
     return out
