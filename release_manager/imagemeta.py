@@ -133,7 +133,12 @@ class ImageReader:
     def client(self, host: str) -> Registry:
         if host not in self._clients:
             s = self.settings
-            self._clients[host] = Registry(host, load_credentials(s, host), s.registry_insecure, s.push_retries)
+            if host == s.registry:
+                creds = load_credentials(s, host)
+            else:  # RELMAN_REGISTRY_USER/PASSWORD belong to RELMAN_REGISTRY: another host gets only its own entry
+                creds = load_credentials(s.model_copy(update={"registry_user": None, "registry_password": None}), host) \
+                    if s.registry_credentials_file else None
+            self._clients[host] = Registry(host, creds, s.registry_insecure, s.push_retries)
         return self._clients[host]
 
     def parse(self, text: str) -> ImageRef:
@@ -179,8 +184,8 @@ class ImageReader:
         return img
 
     def _blob_json(self, reg: Registry, ref: ImageRef, digest: str) -> Dict[str, Any]:
-        r = reg._request("GET", f"{ref.repository}/blobs/{digest}")
-        if r.status_code == 404:
+        r = reg.blob(ref.repository, digest)
+        if r is None:
             raise RegistryError(f"{ref}: blob {digest} missing from the registry")
         if "sha256:" + hashlib.sha256(r.content).hexdigest() != digest:
             raise RegistryError(f"{ref}: blob {digest} does not match its digest")
@@ -248,8 +253,8 @@ class ImageReader:
                                 "only gzip and plain tar layers can be read")
         compressed = any(t in mt for t in _GZIP_TYPES) or not any(mt.endswith(t) for t in _PLAIN_TYPES)
         reg = self.client(img.ref.host)
-        r = reg._request("GET", f"{img.ref.repository}/blobs/{layer.digest}", stream=True)
-        if r.status_code == 404:
+        r = reg.blob(img.ref.repository, layer.digest, stream=True)
+        if r is None:
             raise RegistryError(f"{img.ref}: layer {layer.digest} missing from the registry")
         with r:
             reader = _HashingReader(r.raw, compressed)

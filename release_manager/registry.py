@@ -129,3 +129,9 @@ class Registry:
     def delete_manifest(self, repo: str, digest: str) -> bool:
         r = self._request("DELETE", f"{repo}/manifests/{digest}", ok=(202,))
         return r.status_code == 202
+
+    def blob(self, repo: str, digest: str, stream: bool = False) -> Optional[requests.Response]:
+        """GET a blob (an image config or a layer), or None when absent; with stream, the body is read
+        by the caller (close the response)."""
+        r = self._request("GET", f"{repo}/blobs/{digest}", stream=stream)
+        return None if r.status_code == 404 else r

@@ -86,13 +86,14 @@ def package_row(name: str, loaded, platforms, history: Optional[Dict[str, Any]],
     row["jenkins_jobs"] = job_names.get(name, [])
     row["jenkins_job"] = next((j for j in row["jenkins_jobs"] if j.endswith("/nightly")),
                               row["jenkins_jobs"][0] if row["jenkins_jobs"] else None)
+    nightly_ids = {i["id"] for i in nightlies}
     row["series"] = {  # over the nightlies, for the plots
         "size": [{"date": i.get("started"), "variant": i["variant"], "size": i.get("size"), "tag": _nightly_tag(i)}
                  for i in nightlies if i.get("size")],
-        "verification_seconds": [{"date": v.get("started"), "variant": v["variant"], "seconds": _duration(v),
+        "verification_seconds": [{"date": v.get("started"), "variant": v["variant"], "seconds": sec,
                                   "verdict": v["verdict"]}
-                                 for v in h["verifications"] if _duration(v) is not None
-                                 and any(i["id"] == v["image"] for i in nightlies)],
+                                 for v in h["verifications"] if v["image"] in nightly_ids
+                                 for sec in [_duration(v)] if sec is not None],
     }
     return row
 

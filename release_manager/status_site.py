@@ -79,6 +79,9 @@ def _report_link(report: Optional[str], run: int, site: Path, copied: Dict[int, 
         return report
     if run in copied:
         return copied[run]
+    if not os.path.exists(report):  # one stat for the common case: a report of another machine
+        copied[run] = None
+        return None
     src = Path(report)
     folder = src if src.is_dir() else src.parent
     pick = [p for p in (folder / "report.html", folder / "summary.json", src) if p.is_file()]
@@ -103,8 +106,10 @@ def svg_plot(series: Dict[str, List[Tuple[str, float]]], ylabel: str, width=640,
     left, right, top, bottom = 60, 120, 15, 40
     pw, ph = width - left - right, height - top - bottom
 
+    at = {d: i for i, d in enumerate(dates)}
+
     def x(d):
-        return left + (pw * dates.index(d) / (len(dates) - 1) if len(dates) > 1 else pw / 2)
+        return left + (pw * at[d] / (len(dates) - 1) if len(dates) > 1 else pw / 2)
 
     def y(v):
         return top + ph - ph * v / ymax
@@ -235,7 +240,7 @@ def write_site(rows: List[Dict[str, Any]], boards: Dict[str, Dict[str, Any]], ou
             p = tmp / page_name(r["package"])
             p.write_text(package_html(r, boards.get(r["package"]), tmp, copied))
             pages.append(p)
-        (tmp / "status.json").write_text(json.dumps(rows, indent=1, default=str))
+        (tmp / "status.json").write_text(json.dumps(rows, default=str))  # compact: the C encoder
         os.chmod(tmp, 0o755)
         if out.exists():
             old = out.with_name(f".{out.name}-old-{os.getpid()}")

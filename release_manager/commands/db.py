@@ -190,15 +190,18 @@ def register(main):
         from release_manager.db.queries import history, timeline
         with _db(settings).read() as s:
             h = history(s, package)
-        if with_diff:
+        if with_diff and as_json:
             from release_manager.commands.inspect import nightly_diffs
-            h["nightly_diffs"] = nightly_diffs(settings, h["images"], echo=None if as_json else click.echo)
+            h["nightly_diffs"] = nightly_diffs(settings, h["images"])
         if as_json:
             _echo_json(h)
             return
         click.echo(f"{h['package']}: {len(h['images'])} image(s), {len(h['verifications'])} verification(s), "
                    f"{len(h['promotions'])} promotion(s), {len(h['debug_requests'])} debug request(s)")
         _table(timeline(h), [("at", "WHEN"), ("what", "EVENT"), ("image", "IMAGE"), ("text", "")])
+        if with_diff:  # after the timeline, each pair printed as soon as it is compared
+            from release_manager.commands.inspect import nightly_diffs
+            nightly_diffs(settings, h["images"], echo=click.echo)
 
     @main.command("audit")
     @click.option("--package", help="only events of this package")
