@@ -21,7 +21,8 @@ from release_manager.l1 import L1_TAG
 
 from conftest import FERMI
 
-pytestmark = pytest.mark.engine
+# the cold image build and the host build (ROOT from PyPI) take longer than the default 30 min on a busy machine
+pytestmark = [pytest.mark.engine, pytest.mark.timeout(3600)]
 MERIT = FERMI / "merit"
 FILES = ("default", "gamma_5_gev_normal", "vertical_surface_muons")
 EVT = "/opt/fermitools/refdata/fermi/evtClassDefs"
