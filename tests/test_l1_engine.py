@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 import uuid
 
 import numpy as np
@@ -20,7 +21,8 @@ from release_manager.l1 import L1_TAG
 
 from conftest import FERMI
 
-pytestmark = pytest.mark.engine
+# the cold image build and the host build (ROOT from PyPI) take longer than the default 30 min on a busy machine
+pytestmark = [pytest.mark.engine, pytest.mark.timeout(3600)]
 MERIT = FERMI / "merit"
 FILES = ("default", "gamma_5_gev_normal", "vertical_surface_muons")
 EVT = "/opt/fermitools/refdata/fermi/evtClassDefs"
@@ -28,7 +30,30 @@ EXPECTED_ROWS = {"default": 0, "gamma_5_gev_normal": 5, "vertical_surface_muons"
 
 
 @pytest.fixture(scope="module")
-def l1_build(st_settings, specs, api):
+def l1_host_build(st_settings, specs):
+    """The host reference build (`relman host-build` with the image's recipe, ROOT's wheel in a venv),
+    started in a thread before the image build so that the two overlap; joined by the verification."""
+    from release_manager.hostbuild import ensure_host_reference
+    done = {}
+
+    def work():
+        try:
+            done["prefix"] = ensure_host_reference(st_settings, specs, "l1-makeft1", echo=lambda m: None)
+        except Exception as exc:  # noqa: BLE001 - handed to the test that needs it
+            done["error"] = exc
+    t = threading.Thread(target=work, daemon=True)
+    t.start()
+
+    def wait():
+        t.join()
+        if "error" in done:
+            raise done["error"]
+        return done["prefix"]
+    return wait
+
+
+@pytest.fixture(scope="module")
+def l1_build(l1_host_build, st_settings, specs, api):
     """l1-makeft1 at its fixture tag: runtime, debug and full, built once and pushed. {target: BuildResult}."""
     results = Builder(st_settings, specs, echo=lambda m: None, api=api).build(
         "l1-makeft1", L1_TAG, ["runtime", "debug", "full"], push=True)
@@ -159,7 +184,8 @@ def test_ft1_rows_match_an_independent_reading_of_the_merit(ft1_products, l1_cut
         MERIT / "gamma_5_gev_normal-merit.root")["MeritTuple"]).sum())
 
 
-def test_verified_against_the_host_build_and_promoted_to_l1(st_settings, specs, api, l1_build, tmp_path_factory):
+def test_verified_against_the_host_build_and_promoted_to_l1(st_settings, specs, api, l1_build, l1_host_build,
+                                                            tmp_path_factory):
     """The spec's verification (image twice for determinism, host build once, FT1 compared by rule), recorded;
     then `relman promote` puts the verified runtime image on the tag L1 runs from."""
     from release_manager.db import for_settings, migrate
@@ -167,6 +193,7 @@ def test_verified_against_the_host_build_and_promoted_to_l1(st_settings, specs, 
     from release_manager.workflows import verification
     from release_manager.workflows.common import Context, record_result, untag
     from release_manager.workflows.promote import promote
+    assert (l1_host_build() / "bin" / "makeFT1").is_file()
     db = for_settings(st_settings)
     migrate.upgrade(db)
     ctx = Context(st_settings, specs, echo=lambda m: None, api=api, db=db, actor="l1-test")

@@ -49,13 +49,13 @@ new, n = re.subn(r"list\(\s*APPEND\s+FERMI_COMPONENTS\b[^)]*\)",
 if n != 1:
     sys.exit("l1-build-layer.sh: no 'list(APPEND FERMI_COMPONENTS ...)' in CMakeLists.txt")
 loop = "foreach(pkg ${FERMI_COMPONENTS})"
-if "cmake/l1/before.cmake" not in new:
-    if new.count(loop) != 1:
-        sys.exit("l1-build-layer.sh: no single 'foreach(pkg ${FERMI_COMPONENTS})' in CMakeLists.txt")
-    head, tail = new.split(loop)
-    end = tail.index("endforeach()") + len("endforeach()")
-    new = (head + "include(${RELMAN_L1_CMAKE}/before.cmake)\n" + loop + tail[:end]
-           + "\ninclude(${RELMAN_L1_CMAKE}/after.cmake)" + tail[end:])
+before, after = "include(${RELMAN_L1_CMAKE}/before.cmake)\n", "\ninclude(${RELMAN_L1_CMAKE}/after.cmake)"
+new = new.replace(before, "").replace(after, "")     # the previous layer's, put back once below
+if new.count(loop) != 1:
+    sys.exit("l1-build-layer.sh: no single 'foreach(pkg ${FERMI_COMPONENTS})' in CMakeLists.txt")
+head, tail = new.split(loop)
+end = tail.index("endforeach()") + len("endforeach()")
+new = head + before + loop + tail[:end] + after + tail[end:]
 open("CMakeLists.txt", "w").write(new)
 PY
 echo "l1-build-layer.sh: $pkg (packages:$present; targets:$targets)"
