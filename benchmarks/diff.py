@@ -70,6 +70,17 @@ def build_pair(settings, api, base: str):
     return out
 
 
+def cleanup(settings, api, refs) -> None:
+    """Drop the two benchmark images from the registry and the engine (the base stays)."""
+    reg = Registry(settings.registry)
+    for ref in refs:
+        repo, tag = ref.split("/", 1)[1].rsplit(":", 1)
+        digest = reg.manifest_digest(repo, tag)
+        if digest:
+            reg.delete_manifest(repo, digest)
+        api.remove_image(ref, force=True, noprune=True)
+
+
 def timed(fn):
     t0 = time.perf_counter()
     value = fn()
@@ -131,6 +142,7 @@ def main():
         size = int(du.stdout.split()[0])
     finally:
         shutil.rmtree(work, ignore_errors=True)
+        cleanup(settings, api, [a, b])
     print(f"A: {d['a']['uncompressed'] / 1e6:.0f} MB uncompressed in {d['a']['layers']} layers "
           f"({d['a']['files']} paths); unpacked root folder {size / 1e6:.0f} MB")
     print(f"diff: {len(d['files']['changed'])} changed, {len(d['files']['added'])} added, "
