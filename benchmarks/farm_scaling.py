@@ -59,6 +59,7 @@ def farm_run(site_name: str, image: str, n: int, sif: str | None) -> dict:
     rows = accounting.wait(site, job["job_id"], tasks=n, timeout=3600, poll=0.5)
     wall = time.monotonic() - t0
     failed = [r.task for r in rows if r.state != "done" or r.exit_code != 0]
+    shutil.rmtree(d, ignore_errors=True)   # N task folders of MBs each
     return {"way": f"{site.scheduler} + {site.runtime} ({site_name})", "wall": wall,
             "first_start": max(0.0, first - submitted),
             "submit": submitted, "failures": len(failed), "job": job["job_id"]}

@@ -38,7 +38,11 @@ def farm():
     scratch = Path(load_site("local-sge-docker")[0].binds.scratch.host)
     shutil.copy(FT1_3FHL, scratch / "farm-test-3fhl.fits.gz")
     (scratch / "farm-test-3fhl.fits.gz").chmod(0o644)
-    return pwd.getpwnam(load_site("local-sge-docker")[0].submit_user)
+    work = Path(load_site("local-sge-docker")[0].workdir)
+    before = set(work.iterdir())
+    yield pwd.getpwnam(load_site("local-sge-docker")[0].submit_user)
+    for d in set(work.iterdir()) - before:   # the jobs' folders of this module (outputs of MBs each)
+        shutil.rmtree(d, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
