@@ -120,6 +120,11 @@ class ColumnCompare:
             ok = d <= lim
             if self.ulps is not None:
                 dist = ulp_distance(r, c)
+                tiny = ft.type(np.finfo(ft).tiny)
+                if ar.size and ar.min() < tiny:
+                    # zeros and denormals are all equal: a flush-to-zero build against an IEEE one
+                    both = (ar < tiny) & (np.abs(c) < tiny)
+                    dist[both] = 0
                 ok |= dist <= self.ulps
                 fd = dist[finite]
                 if fd.size:
@@ -207,21 +212,24 @@ class ColumnCompare:
 
 
 def ulp_distance(r: np.ndarray, c: np.ndarray) -> np.ndarray:
-    """Units in the last place between two same-type float arrays, as unsigned integers. Zeros and
-    denormals count as 0 (a flush-to-zero build and an IEEE build must agree); non-finite values give
-    meaningless distances and are judged apart."""
-    fi = np.finfo(r.dtype)
+    """Units in the last place between two same-type float arrays (native byte order), as int64. The
+    bits are mapped to integers that order like the floats (negatives' magnitude bits flipped), so
+    the distance is a subtraction; -0 and +0 are 1 apart. Values of opposite signs are far apart by
+    construction (a float32 distance is exact in int64; a float64 one is made the int64 maximum, which
+    can only fail). Zeros and denormals are judged apart by the caller; non-finite values too."""
     size = r.dtype.itemsize
-    ut = np.dtype(f"u{size}")
-    sign = ut.type(1 << (8 * size - 1))
-    out = []
-    for a in (r, c):
-        a = np.where(np.abs(a) < fi.tiny, a.dtype.type(0), a)
-        b = np.ascontiguousarray(a).view(ut)
-        # map the bits to an unsigned integer that orders like the floats: negatives flipped, positives offset
-        out.append(np.where(b & sign, ~b, b | sign))
-    kr, kc = out
-    return np.where(kr > kc, kr - kc, kc - kr)
+    it = np.dtype(f"i{size}")
+    shift = 8 * size - 1
+    mag = it.type((1 << shift) - 1)
+    ir, ic = r.view(it), c.view(it)
+    kr = ir ^ ((ir >> shift) & mag)
+    kc = ic ^ ((ic >> shift) & mag)
+    if size < 8:
+        return np.abs(kr.astype(np.int64) - kc)
+    with np.errstate(over="ignore"):
+        d = np.abs(kr - kc)
+    d[(kr ^ kc) < 0] = np.iinfo(np.int64).max
+    return d
 
 
 def _equal_generic(ref: np.ndarray, cand: np.ndarray) -> np.ndarray:
