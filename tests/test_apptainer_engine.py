@@ -269,3 +269,17 @@ def test_the_rendered_definition_pinned_by_digest_builds_and_runs(sif_env, specs
     r = app.run(["apptainer", "run", "--containall", str(tmp_path / "r" / "pinned.sif"), "--version"],
                 binds=[Bind(tmp_path / "r")], uid=1000, gid=1000)
     assert "variant:    runtime" in r.output and "package:    evtselect" in r.output, r.output
+
+
+def test_tool_image_script_is_idempotent(api):
+    """scripts/farm/apptainer-image with the image present changes nothing and says so; a bad argument is exit 2."""
+    import subprocess
+    from release_manager.config import PROJECT_ROOT
+    script = PROJECT_ROOT / "scripts" / "farm" / "apptainer-image"
+    r = subprocess.run([str(script)], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "nothing to do" in r.stdout or "made relman/apptainer:sid" in r.stdout
+    again = subprocess.run([str(script)], capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0 and "present (apptainer version " in again.stdout and "nothing to do" in again.stdout
+    bad = subprocess.run([str(script), "--bogus"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "usage:" in bad.stderr
