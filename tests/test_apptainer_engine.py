@@ -283,3 +283,31 @@ def test_tool_image_script_is_idempotent(api):
     assert again.returncode == 0 and "present (apptainer version " in again.stdout and "nothing to do" in again.stdout
     bad = subprocess.run([str(script), "--bogus"], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "usage:" in bad.stderr
+
+
+def test_promotion_carries_the_pushed_sif_to_the_promoted_tag(built, sif_env, specs, api, demo_build):
+    """The image promoted (on an audited override: this database holds no verification) takes its pushed
+    SIF along: `<promoted tag>-sif` names the same ORAS artifact, so a farm pulls the promoted image's SIF."""
+    import uuid
+
+    from release_manager.registry import Registry
+    from release_manager.workflows.common import untag
+    from release_manager.workflows.promote import promote
+
+    from test_workflows_helpers import make_ctx
+    res, _ = built
+    s, db = sif_env
+    dest = f"sif{uuid.uuid4().hex[:8]}-runtime"
+    reg = Registry(s.registry)
+    repo = "fermi-lat/evtselect"
+    try:
+        rep = promote(make_ctx(s, specs, api, db), "evtselect", TAG, dest, "alice",
+                      "SIF follows its image", override=True)
+        assert rep["status"] == "promoted", rep
+        assert rep["images"][0]["sifs"] == [f"{s.registry}/{repo}:{dest}-sif"]
+        assert reg.manifest_digest(repo, dest) == demo_build["runtime"].digest
+        assert reg.manifest_digest(repo, f"{dest}-sif") == res["registry_digest"]
+    finally:
+        for t in (dest, f"{dest}-sif"):
+            if reg.manifest_digest(repo, t):
+                untag(reg, repo, t)

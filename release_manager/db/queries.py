@@ -138,6 +138,15 @@ def sifs(s: Session, img: Image) -> List[Dict[str, Any]]:
     return [_row(r) for r in s.execute(q)]
 
 
+def sif_artifacts(s: Session, image_digest: str) -> List[Dict[str, Any]]:
+    """The SIFs built from an image's registry digest that were pushed (an ORAS artifact to follow the
+    image when it is promoted or deleted)."""
+    q = (select(SifImage.id, SifImage.registry_ref, SifImage.registry_digest, SifImage.sha256)
+         .where(SifImage.image_digest == image_digest, SifImage.registry_digest.is_not(None))
+         .order_by(SifImage.id))
+    return [_row(r) for r in s.execute(q)]
+
+
 def _verifications(s: Session, image_ids=None, package_id: Optional[int] = None) -> List[Dict[str, Any]]:
     q = (select(VerificationRun.id, VerificationRun.image_pk.label("image"), Image.variant, Image.ref,
                 VerificationRun.reference, VerificationRun.workload, VerificationRun.verdict,

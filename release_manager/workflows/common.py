@@ -92,6 +92,13 @@ def image_rows(ctx: Context, package: Optional[str] = None, build_key: Optional[
         return workflow_images(s, package, build_key, variant)
 
 
+def sif_artifacts(ctx: Context, image_digest: str) -> List[Dict[str, Any]]:
+    """Pushed SIFs built from an image (release_manager/sif.py): they follow it on promotion and gc."""
+    from release_manager.db.queries import sif_artifacts as q
+    with ctx.database().read() as s:
+        return q(s, image_digest)
+
+
 def write_audit(ctx: Context, action: str, package: Optional[str], detail: Dict[str, Any],
                 entity: str = "package", entity_id: Optional[int] = None, actor: Optional[str] = None) -> None:
     """An audit event for something that changes no row of its own (a skipped nightly, an override)."""

@@ -21,8 +21,8 @@ from typing import Any, Dict, List, Optional, Set
 
 from release_manager import tags
 from release_manager.errors import RelmanError, UsageError
-from release_manager.workflows.common import (GC_ACTOR, NIGHTLY_RE, Context, image_rows, tag_digests, untag, utcnow,
-                                              write_summary)
+from release_manager.workflows.common import (GC_ACTOR, NIGHTLY_RE, Context, image_rows, sif_artifacts, tag_digests,
+                                              untag, utcnow, write_summary)
 from release_manager.tags import registry_path
 
 
@@ -153,6 +153,12 @@ def collect(ctx: Context, dry_run: bool = False, package: Optional[str] = None,
         ctx.echo(f"{verb}delete manifest {repo}@{d} (tags {', '.join(gone)})")
         if not dry_run:
             reg.delete_manifest(path, d)
+        for sif in sif_artifacts(ctx, d):             # a SIF goes with the image it was built from
+            ctx.echo(f"{verb}delete SIF {sif['registry_ref']} ({sif['registry_digest']}) built from {repo}@{d}")
+            if not dry_run:
+                reg.delete_manifest(path, sif["registry_digest"])
+            report.setdefault("deleted_sifs", []).append({"ref": sif["registry_ref"], "digest": sif["registry_digest"],
+                                                          "image": d})
         report["deleted_manifests"].append({"repository": repo, "digest": d, "tags": gone,
                                             "why": "; ".join(sorted({why[(repo, t)] for t in gone if (repo, t) in why}))})
         for r in rows:

@@ -13,7 +13,8 @@ from typing import Any, Dict, List, Optional
 
 from release_manager import tags
 from release_manager.errors import NotFound, RelmanError, UsageError
-from release_manager.workflows.common import (Context, check_reason, check_user, image_rows, notify, untag, write_summary)
+from release_manager.workflows.common import (Context, check_reason, check_user, image_rows, notify, sif_artifacts, untag,
+                                             write_summary)
 from release_manager.tags import registry_path
 
 
@@ -153,12 +154,31 @@ def _promote(ctx, package, tag, to, by, reason, dry_run, override, report):
                                                  db=ctx.database())
         item["result"] = "promoted"
         ctx.echo(f"promoted {r['variant']:8} {r['repository']}:{dest} = {after}")
+        item["sifs"] = _promote_sifs(ctx, reg, path, r, dest)
     report.update(status="promoted", message=f"{sum(i.get('result') == 'promoted' for i in report['images'])} "
                                              f"image(s) promoted" + (" WITH OVERRIDE" if overridden else ""))
     if overridden:
         report["overridden"] = overridden
     write_summary(ctx, "promote", package, report)
     return report
+
+
+def _promote_sifs(ctx: Context, reg, path: str, r, dest: str) -> List[str]:
+    """A SIF pushed next to the promoted image (`<tag>-sif`, ORAS, in the image's repository) gets the
+    promoted tag too, so farms pulling `<dest>-sif` run exactly the promoted image. The newest SIF of
+    the image wins; a SIF whose artifact left the registry is skipped with a message."""
+    from release_manager.sif import oras_tag
+    done = []
+    for sif in reversed(sif_artifacts(ctx, r["digest"])):
+        if reg.manifest_digest(path, sif["registry_digest"]) != sif["registry_digest"]:
+            ctx.echo(f"  SIF {sif['registry_ref']} ({sif['registry_digest']}) is no longer in the registry: not promoted")
+            continue
+        tag = oras_tag(dest, r["digest"])
+        reg.retag(path, sif["registry_digest"], tag)
+        ctx.echo(f"promoted SIF     {r['repository']}:{tag} = {sif['registry_digest']}")
+        done.append(f"{r['repository']}:{tag}")
+        break
+    return done
 
 
 def _record_override(ctx: Context, r, dest: str, src: str, by: str, reason: str) -> int:
