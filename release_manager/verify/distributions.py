@@ -13,9 +13,14 @@ from __future__ import annotations
 from typing import Optional
 
 import numpy as np
-from scipy import stats
 
 from release_manager.verify.result import PASS, WARNING, Check, grade_pvalue
+
+def _stats():
+    # scipy.stats costs about a second to import: only comparisons that run a statistical test pay it
+    from scipy import stats
+    return stats
+
 
 KS_SAMPLE = 1_000_000      # values per side kept for KS / binned chi2
 PLOT_SAMPLE = 50_000       # values per side kept for the report's overlay histograms
@@ -74,7 +79,7 @@ def ks_2samp(a: np.ndarray, b: np.ndarray):
     the same statistic from two sorts and a merge, in the values' own precision, with scipy's
     asymptotic p-value (kstwo at the effective size n1*n2/(n1+n2)), as scipy's 'asymp' method."""
     if max(a.size, b.size) <= 10_000:
-        st = stats.ks_2samp(a.astype(np.float64), b.astype(np.float64))
+        st = _stats().ks_2samp(a.astype(np.float64), b.astype(np.float64))
         return float(st.statistic), float(st.pvalue)
     a, b = np.sort(a), np.sort(b)
     # both CDFs are step functions: the largest gap is at a data point, with right limits; at the
@@ -82,7 +87,7 @@ def ks_2samp(a: np.ndarray, b: np.ndarray):
     d = max(_gaps(a, b).max(), _gaps(b, a).max())
     stat = float(d)
     en = a.size * b.size / (a.size + b.size)
-    return stat, float(np.clip(stats.kstwo.sf(stat, np.round(en)), 0.0, 1.0))
+    return stat, float(np.clip(_stats().kstwo.sf(stat, np.round(en)), 0.0, 1.0))
 
 
 def _gaps(s: np.ndarray, other: np.ndarray) -> np.ndarray:
@@ -119,7 +124,7 @@ def nonfinite_fraction_check(file: str, hdu: str, column: str, ref: np.ndarray,
     ka, kb = sum(a.values()), sum(b.values())
     if ka == 0 and kb == 0:
         return None
-    p = float(stats.fisher_exact([[ka, ref.size - ka], [kb, cand.size - kb]]).pvalue)
+    p = float(_stats().fisher_exact([[ka, ref.size - ka], [kb, cand.size - kb]]).pvalue)
     return Check(file, "nonfinite", PASS, hdu, column,
                  f"{column}: non-finite values {ka} of {ref.size} vs {kb} of {cand.size} "
                  f"({', '.join(f'{k} {a[k]} vs {b[k]}' for k in a if a[k] or b[k])}); Fisher p={p:.3g}",
@@ -177,7 +182,7 @@ def hist_chi2(ref_counts, test_counts, ref_var=None, test_var=None, min_entries:
     ndf = max(int(use.sum()) - 1, 1)
     chi2 = float(per.sum())
     worst = int(np.argmax(per)) if per.size else None
-    out.update(skipped=False, chi2=chi2, ndf=ndf, chi2_ndf=chi2 / ndf, pvalue=float(stats.chi2.sf(chi2, ndf)),
+    out.update(skipped=False, chi2=chi2, ndf=ndf, chi2_ndf=chi2 / ndf, pvalue=float(_stats().chi2.sf(chi2, ndf)),
                worst_bin=worst, worst_chi2=float(per[worst]) if worst is not None else 0.0)
     return out
 
@@ -260,7 +265,7 @@ def chi2_check(file: str, hdu: str, column: str, ref: np.ndarray, cand: np.ndarr
     if len(groups) < 2:
         return Check(file, "chi2", PASS, hdu, column, f"{column}: all entries in one bin after pooling: not tested",
                      thresholds=th, details=details)
-    res_ = stats.chi2_contingency(np.vstack([pr, pc]), correction=False)
+    res_ = _stats().chi2_contingency(np.vstack([pr, pc]), correction=False)
     chi2, p, dof = float(res_.statistic), float(res_.pvalue), int(res_.dof)
     expected = res_.expected_freq
     per = (np.vstack([pr, pc]) - expected) ** 2 / expected
