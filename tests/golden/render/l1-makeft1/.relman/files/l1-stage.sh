@@ -42,6 +42,14 @@ cp -p "$rootlib"/*.pcm "$rootlib"/*.rootmap "$rootlib/modules.idx" "$PREFIX/root
 rm -rf "$PREFIX/root/ROOT/etc" "$PREFIX/root/ROOT/include" "$PREFIX/root/root.libs"
 cp -R "$site/ROOT/etc" "$site/ROOT/include" "$PREFIX/root/ROOT/"
 cp -R "$site/root.libs" "$PREFIX/root/root.libs"
+# The wheel's own libraries (root.libs) keep a .gnu_debuglink to debug files that are not shipped:
+# without debug info of their own they are prebuilt, not split, files (the debug image's check
+# looks for the debug file of every ELF file that names one).
+for f in "$PREFIX"/root/root.libs/*; do
+    if readelf -S "$f" | grep -q '\.gnu_debuglink' && ! readelf -S "$f" | grep -q '\.debug_info'; then
+        objcopy --remove-section=.gnu_debuglink "$f"
+    fi
+done
 cp -p src/fitsGenApps/pfiles/makeFT1.par "$PREFIX/syspfiles/"
 rm -rf "$PREFIX/refdata/fermi/caldb" "$PREFIX/refdata/fermi/fitsGen" "$PREFIX/refdata/fermi/evtClassDefs"
 cp -R src/irfs/caldb/CALDB "$PREFIX/refdata/fermi/caldb"
