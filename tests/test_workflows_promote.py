@@ -133,17 +133,22 @@ def test_dry_run_changes_nothing(wf_settings, specs, api, wf_db, recorded, name)
     assert reg(wf_settings).manifest_digest(REPO, name) is None and count(wf_db, Promotion) == before
 
 
-def test_retire_removes_only_the_promoted_tag(wf_settings, specs, api, wf_db, recorded, demo_build, name):
-    ctx = make_ctx(wf_settings, specs, api, wf_db)
-    promote(ctx, "evtselect", "v1.1.0-debug", f"{name}-debug", "alice", "to retire")
+def test_retire_removes_only_the_promoted_tag(wf_settings, specs, api, demo_build, name, tmp_path):
+    # its own database: retiring changes the image's status, which the module's other tests rely on
+    from release_manager.db import connect, migrate
+    db = connect(f"sqlite:///{tmp_path}/retire.db", fresh=True)
+    migrate.upgrade(db)
+    ctx = make_ctx(wf_settings, specs, api, db)
+    rows = {t: record_result(ctx, r.as_dict()).image for t, r in demo_build.items()}
+    promote(ctx, "evtselect", "v1.1.0-debug", f"{name}-debug", "alice", "to retire", override=True)
     rep = retire(ctx, "evtselect", f"{name}-debug", "alice", "withdrawn: wrong calibration")
     assert rep["images"][0]["result"] == "retired"
     r = reg(wf_settings)
     assert r.manifest_digest(REPO, f"{name}-debug") is None
     assert r.manifest_digest(REPO, "v1.1.0-debug") == demo_build["debug"].digest     # the image itself stays
-    with wf_db.read() as s:
-        assert s.get(Image, recorded["debug"]).status == "retired"
-    assert count(wf_db, AuditEvent, AuditEvent.entity_id == recorded["debug"], AuditEvent.to_status == "retired",
+    with db.read() as s:
+        assert s.get(Image, rows["debug"]).status == "retired"
+    assert count(db, AuditEvent, AuditEvent.entity_id == rows["debug"], AuditEvent.to_status == "retired",
                  AuditEvent.actor == "alice") == 1
 
 
