@@ -110,7 +110,6 @@ class ColumnCompare:
         r = ref.astype(ft.newbyteorder("="), copy=False)
         c = cand.astype(ft.newbyteorder("="), copy=False)
         with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
-            finite = np.isfinite(r) & np.isfinite(c)
             d = c - r
             np.abs(d, out=d)
             ar = np.abs(r)
@@ -118,25 +117,34 @@ class ColumnCompare:
             if self.atol:
                 lim += ft.type(self.atol)
             ok = d <= lim
+            dist = None
             if self.ulps is not None:
                 dist = ulp_distance(r, c)
                 tiny = ft.type(np.finfo(ft).tiny)
                 if ar.size and ar.min() < tiny:
                     # zeros and denormals are all equal: a flush-to-zero build against an IEEE one
-                    both = (ar < tiny) & (np.abs(c) < tiny)
-                    dist[both] = 0
+                    dist[(ar < tiny) & (np.abs(c) < tiny)] = 0
                 ok |= dist <= self.ulps
-                fd = dist[finite]
+            # one pass tells whether any pair has a non-finite side (its |diff| is inf or NaN): only
+            # then are those pairs taken out (an infinite limit or ULP count must not let inf pass)
+            m = d.max() if d.size else 0.0
+            finite = None
+            if not np.isfinite(m):
+                finite = np.isfinite(r) & np.isfinite(c)
+                ok &= finite
+                fin = d[finite]
+                m = fin.max() if fin.size else 0.0
+            self.max_abs = max(self.max_abs, float(m))
+            if dist is not None and dist.size:
+                fd = dist if finite is None else dist[finite]
                 if fd.size:
                     self.max_ulps = max(self.max_ulps, int(fd.max()))
-            ok &= finite                               # an infinite limit must not let inf pass
-            fin = d[finite]
-            if fin.size:
-                self.max_abs = max(self.max_abs, float(fin.max()))
-                np.divide(d, ar, out=d)
-                rel = d[finite & np.isfinite(d)]
-                if rel.size:
-                    self.max_rel = max(self.max_rel, float(rel.max()))
+            np.divide(d, ar, out=d)
+            mr = np.fmax.reduce(d, axis=None) if d.size else 0.0
+            if not np.isfinite(mr):
+                rel = d[np.isfinite(d)]
+                mr = np.fmax.reduce(rel, axis=None) if rel.size else 0.0
+            self.max_rel = max(self.max_rel, float(mr))
         if ok.ndim > 1:
             ok = ok.reshape(n, -1).all(axis=1)
         bad = np.flatnonzero(~ok)
