@@ -148,7 +148,7 @@ class ColumnCompare:
         if ok.ndim > 1:
             ok = ok.reshape(n, -1).all(axis=1)
         bad = np.flatnonzero(~ok)
-        if bad.size:                                   # NaN == NaN and inf == inf are equal
+        if bad.size and finite is not None:            # NaN == NaN and inf == inf are equal
             rb, cb = r[bad], c[bad]
             rn, cn = np.isnan(rb), np.isnan(cb)
             with np.errstate(invalid="ignore"):
