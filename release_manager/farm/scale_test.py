@@ -178,11 +178,10 @@ def run_scale_test(settings, specs, site: Site, image: str, tasks: int, package:
     staged = stage_inputs(site, inputs)
     command = task_command(ver.workload, staged)
     sif_bytes_before = None
+    if site.runtime == "apptainer" and site.apptainer:     # the node's cache before the first task can fill it
+        sif_ref = launcher.resolve(sif or launcher.default_sif_ref(image), runs.registry_for(settings), what="--sif")
+        sif_bytes_before = (Path(site.apptainer.sif_cache) / (sif_ref.digest.replace(":", "-") + ".sif")).exists()
     sub = runs.submit(settings, site, image, command, tasks, sif=sif, kind="scale-test", package=pkg)
-    if site.runtime == "apptainer" and sub.sif and site.apptainer:
-        sif_file = Path(site.apptainer.sif_cache) / (launcher.parse_ref(sub.sif).group("digest").replace(":", "-")
-                                                      + ".sif")
-        sif_bytes_before = sif_file.exists()
     echo(f"submitted job {sub.job_id}: {tasks} task(s) at {site.name} ({site.scheduler} + {site.runtime})")
     states = accounting.wait(site, sub.job_id, tasks=tasks, timeout=timeout, echo=echo)
     rows = task_rows(states, Path(sub.directory), sub.submitted_epoch)
@@ -287,7 +286,8 @@ def plots(rep: ScaleReport) -> Dict[str, str]:
     rows = sorted(rep.task_rows, key=lambda r: r["task"])
     t0 = min((_epoch(r["node_start"]) or 0) - (r.get("queue_seconds") or 0) for r in rows) if rows else 0
     fig, ax = plt.subplots(figsize=(7.5, max(2.0, min(12.0, 0.06 * len(rows) + 1.5))))
-    for i, r in enumerate(rows):
+    for r in rows:
+        i = r["task"]
         s = _epoch(r.get("node_start"))
         e = _epoch(r.get("node_end"))
         if s is None:
