@@ -315,12 +315,12 @@ def table_counts(s: Session) -> Dict[str, int]:
 # ---------------------------------------------------------------------- the status board
 
 def status_board(s: Session) -> Dict[str, Dict[str, Any]]:
-    """history() of every recorded package, without check rows or debug requests (`relman status`):
-    four queries in all, however many packages and images."""
+    """history() of every recorded package, without check rows or debug requests, with the SIFs built
+    from its images (`relman status`): five queries in all, however many packages and images."""
     conn = s.connection()  # Core rows: the ORM adds nothing to plain column selects, and costs
     pkgs = {p.id: p.name for p in conn.execute(select(Package.id, Package.name))}
     out: Dict[str, Dict[str, Any]] = {name: {"package": name, "images": [], "verifications": [],
-                                             "promotions": []} for name in pkgs.values()}
+                                             "promotions": [], "sifs": []} for name in pkgs.values()}
     owner: Dict[int, str] = {}
     for row in _plain_rows(conn.execute(select(*LIST_COLUMNS, Image.package_id)
                                         .join(Package, Package.id == Image.package_id).order_by(Image.started, Image.id))):
@@ -338,6 +338,11 @@ def status_board(s: Session) -> Dict[str, Dict[str, Any]]:
               .join(Image, Image.id == Promotion.image_pk).order_by(Promotion.promoted_at, Promotion.id))
     for p in _plain_rows(conn.execute(promos)):
         out[owner[p["image"]]]["promotions"].append(p)
+    sif_rows = (select(SifImage.id, SifImage.package_id, SifImage.image_pk.label("image"), SifImage.image_digest,
+                       SifImage.size, SifImage.signer, SifImage.registry_ref, SifImage.created_at)
+                .order_by(SifImage.id))
+    for f in _plain_rows(conn.execute(sif_rows)):
+        out[pkgs[f.pop("package_id")]]["sifs"].append(f)
     return out
 
 
