@@ -381,6 +381,39 @@ def test_apptainer_array_job(farm, image, sif, sched):
     assert any(p.suffix == ".sif" and p.stat().st_uid == farm.pw_uid for p in cache.iterdir())
 
 
+def test_scale_test_fails_when_outputs_differ(farm, farm_db, image, host_reference, tmp_path):
+    """An image whose evtselect selects from 30 GeV instead of 20 (a wrapper appends emin=30000: the last
+    value wins): every task runs to exit 0 but its output differs from the reference: exit 1, each task
+    `fail` with the comparator's reason, the run recorded failed."""
+    import secrets
+    tag = f"127.0.0.1:5000/farm-12/differs:{secrets.token_hex(4)}"
+    dockerfile = (f"FROM {image}\nUSER root\n"
+                  "RUN mv /opt/evtselect/bin/evtselect /opt/evtselect/bin/evtselect.real && "
+                  "printf '#!/bin/sh\\nexec /opt/evtselect/bin/evtselect.real \"$@\" emin=30000\\n' "
+                  "> /opt/evtselect/bin/evtselect && chmod 755 /opt/evtselect/bin/evtselect\nUSER sas\n")
+    subprocess.run(["docker", "build", "-q", "-t", tag, "-"], input=dockerfile, text=True, check=True, capture_output=True)
+    try:
+        subprocess.run(["docker", "push", "-q", tag], check=True, capture_output=True)
+        r = CliRunner().invoke(main, ["farm", "scale-test", "--site", "local-slurm-docker", "--image", tag, "--tasks",
+                                      "2", "--package", "evtselect", "--report", str(tmp_path / "report")])
+        assert r.exit_code == 1, r.output
+        assert "FAIL" in r.stdout and "0 equal to the reference, 2 differ, 0 failed" in r.stdout, r.stdout
+        rep = json.loads((tmp_path / "report" / "scale-test.json").read_text())
+        assert rep["baseline"]["verdict"] == "fail"          # the image itself differs from the reference
+        for t in rep["task_rows"]:
+            assert (t["state"], t["exit_code"], t["verdict"]) == ("done", 0, "fail")
+            assert t["detail"].startswith("differs from the reference: selected.fits")
+        d = detail(farm_db, {"job_id": rep["job_id"], "site": "local-slurm-docker"})
+        assert d["state"] == "failed" and [t["verdict"] for t in d["task_rows"]] == ["fail", "fail"]
+    finally:
+        subprocess.run(["docker", "image", "rm", "-f", tag], capture_output=True)
+        from release_manager.registry import Registry
+        reg = Registry("127.0.0.1:5000", None, insecure=True)
+        pushed = reg.manifest_digest("farm-12/differs", tag.rsplit(":", 1)[1])
+        if pushed:
+            reg.delete_manifest("farm-12/differs", pushed)
+
+
 def test_scale_test_slurm_apptainer(farm, farm_db, image, sif, host_reference, tmp_path):
     r = CliRunner().invoke(main, ["farm", "scale-test", "--site", "local-slurm-apptainer", "--image", image, "--sif", sif,
                                   "--tasks", "2", "--report", str(tmp_path / "report"), "--json"])
