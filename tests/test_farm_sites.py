@@ -243,3 +243,44 @@ def test_scale_test_command_maps_the_workload_to_the_task_folder():
     out = subprocess.run(["bash", "-c", cmd[2].replace("evtselect", "echo").replace("fstat", "printf '[%s]'")],
                          capture_output=True, text=True, check=True).stdout
     assert out == "infile=/scratch/relman-inputs/0123/ft1 outfile=./selected.fits\n[./selected.fits][a b]"
+
+
+def _scale_report():
+    from release_manager.farm.scale_test import ScaleReport
+    stats = {"n": 2, "min": 0.5, "median": 1.0, "p90": 1.5, "max": 1.5, "mean": 1.0}
+    rows = [{"task": 1, "state": "done", "exit_code": 0, "host": "vm", "submit": "2026-12-01T05:00:00Z",
+             "start": "2026-12-01T05:00:01Z", "end": "2026-12-01T05:00:02Z", "node_start": "2026-12-01T05:00:00.500000Z",
+             "node_end": "2026-12-01T05:00:01.500000Z", "queue_seconds": 0.5, "run_seconds": 1.0,
+             "overhead_seconds": 0.69, "verdict": "pass", "checks": 12, "detail": ""},
+            {"task": 2, "state": "failed", "exit_code": 125, "host": "vm", "submit": "2026-12-01T05:00:00Z",
+             "start": "2026-12-01T05:00:01Z", "end": "2026-12-01T05:00:03Z", "node_start": "2026-12-01T05:00:01Z",
+             "node_end": "2026-12-01T05:00:02.500000Z", "queue_seconds": 1.0, "run_seconds": 1.5,
+             "overhead_seconds": 1.19, "verdict": "error",
+             "detail": "docker: Error response from daemon: manifest unknown <&>"}]
+    summary = {"tasks": 2, "accounted": 2, "passed": 1, "failed": 1, "differ": 0, "wall_seconds": 2.5,
+               "tasks_per_second": 0.8, "queue_seconds": stats, "run_seconds": stats, "overhead_seconds": stats,
+               "program_seconds": 0.31, "hosts": ["vm"], "started": 2, "load_average": [1.0, 2.0, 3.0]}
+    return ScaleReport("evtselect", "local-sge-docker", "sge", "docker", f"127.0.0.1:5000/fermi-lat/evtselect@{DIGEST}",
+                       None, "42", 2, COMMAND, "/farm/work/relman-x", "fail", summary,
+                       {"verdict": "pass", "reference": "host build", "reference_dir": "/r", "program_seconds": 0.31,
+                        "docker_run_seconds": 0.61, "steps": [], "failures": []},
+                       {"measured": False, "how": "estimated", "image_compressed_bytes": 34791439, "sif_bytes": None,
+                        "served_bytes_estimate": 0, "node_had_image": True}, rows, 7, "/reports/x")
+
+
+def test_scale_test_report_matches_golden():
+    """The report's page, JSON and terminal table from one model (plots stubbed: their PNG bytes depend on
+    matplotlib's version; plots() itself runs in the engine tests)."""
+    import json
+    from release_manager.farm.scale_test import html, table
+    rep = _scale_report()
+    got = {"scale-test.html": html(rep, pngs={"timeline": "PNG", "queue_seconds": "PNG"}, generated="2026-12-01T06:00:00+00:00"),
+           "scale-test.json": json.dumps(rep.as_dict(), indent=2) + "\n",
+           "scale-test.txt": "\n".join(table(rep)) + "\n"}
+    for name, text in got.items():
+        golden = GOLDEN / name
+        if REGENERATE:
+            golden.write_text(text)
+        assert text == golden.read_text(), f"{name} differs from {golden}"
+    assert "manifest unknown &lt;&amp;&gt;" in got["scale-test.html"]       # log tails are escaped
+    assert "task 2: error (failed, exit 125): docker: Error response" in got["scale-test.txt"]

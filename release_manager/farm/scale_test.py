@@ -315,12 +315,13 @@ def plots(rep: ScaleReport) -> Dict[str, str]:
     return out
 
 
-def html(rep: ScaleReport) -> str:
+def html(rep: ScaleReport, pngs: Optional[Dict[str, str]] = None, generated: Optional[str] = None) -> str:
+    """The report page; pngs and generated default to plots(rep) and now (a golden test fixes both)."""
     from jinja2 import Environment, FileSystemLoader, select_autoescape
     env = Environment(loader=FileSystemLoader(str(launcher.TEMPLATES)), autoescape=select_autoescape(["html", "j2"]))
     return env.get_template("scale_test.html.j2").render(
-        r=rep, s=rep.summary, plots=plots(rep), failures=rep.failures[:50],
-        generated=dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat())
+        r=rep, s=rep.summary, plots=plots(rep) if pngs is None else pngs, failures=rep.failures[:50],
+        generated=generated or dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat())
 
 
 def write_report(rep: ScaleReport, folder: Path) -> Dict[str, Path]:
