@@ -339,6 +339,8 @@ def test_scale_test_grid_engine_docker(farm, farm_db, image, host_reference, tmp
     html = (report / "scale-test.html").read_text()
     assert html.count("data:image/png;base64,") >= 3 and "PASS" in html and 'src="http' not in html
     assert json.loads((report / "scale-test.json").read_text())["job_id"] == rep["job_id"]
+    job_dir = Path(rep["directory"])     # equal outputs are not kept, the logs are
+    assert not (job_dir / "task-1").exists() and (job_dir / "task-1.out").is_file() and (job_dir / "task-2.times").is_file()
     d = detail(farm_db, {"job_id": rep["job_id"], "site": "local-sge-docker"})
     assert (d["kind"], d["state"], d["package"]) == ("scale-test", "passed", "evtselect")
     assert [t["verdict"] for t in d["task_rows"]] == ["pass", "pass"] and d["summary"]["passed"] == 2
@@ -402,6 +404,7 @@ def test_scale_test_fails_when_outputs_differ(farm, farm_db, image, host_referen
         assert rep["baseline"]["verdict"] == "fail"          # the image itself differs from the reference
         for t in rep["task_rows"]:
             assert (t["state"], t["exit_code"], t["verdict"]) == ("done", 0, "fail")
+            assert (Path(rep["directory"]) / f"task-{t['task']}" / "selected.fits").is_file()   # kept: it differs
             assert t["detail"].startswith("differs from the reference: selected.fits")
         d = detail(farm_db, {"job_id": rep["job_id"], "site": "local-slurm-docker"})
         assert d["state"] == "failed" and [t["verdict"] for t in d["task_rows"]] == ["fail", "fail"]

@@ -207,9 +207,11 @@ def register(main):
     @click.option("--sif", help="Apptainer sites: the SIF's ORAS reference (default: the image's REPO:TAG-sif)")
     @click.option("--report", "report_dir", type=click.Path(), help="folder for scale-test.json and scale-test.html")
     @click.option("--timeout", type=float, default=3600, show_default=True, help="seconds to wait for the tasks")
+    @click.option("--keep-outputs", is_flag=True, help="keep the outputs of tasks equal to the reference (default: "
+                  "only the differing or failed tasks' folders stay; every task's log stays)")
     @click.option("--json", "as_json", is_flag=True)
     @click.pass_obj
-    def scale_test_cmd(settings, site_ref, image, tasks, package, sif, report_dir, timeout, as_json):
+    def scale_test_cmd(settings, site_ref, image, tasks, package, sif, report_dir, timeout, keep_outputs, as_json):
         """N tasks of the package's verification workload at --site; each task's outputs compared with the
         reference; timeline, queue wait, start overhead against a bare run (exit 1 when a task fails or differs)."""
         from pathlib import Path
@@ -219,6 +221,7 @@ def register(main):
         site = _site(site_ref)
         rep = run_scale_test(settings, load_specs(settings.specs_dir), site, image, tasks, package=package, sif=sif,
                              report_dir=Path(report_dir) if report_dir else None, timeout=timeout,
+                             keep_outputs=keep_outputs,
                              echo=lambda m: click.echo(m, err=True))
         if as_json:
             click.echo(json.dumps(rep.as_dict(), indent=2, default=str))

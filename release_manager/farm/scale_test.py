@@ -130,7 +130,7 @@ def _stats(values: List[float]) -> Dict[str, Optional[float]]:
 
 def run_scale_test(settings, specs, site: Site, image: str, tasks: int, package: Optional[str] = None,
                    sif: Optional[str] = None, report_dir: Optional[Path] = None, timeout: float = 3600,
-                   api=None, echo: Echo = lambda m: None) -> ScaleReport:
+                   keep_outputs: bool = False, api=None, echo: Echo = lambda m: None) -> ScaleReport:
     from release_manager.verify.compare import compare_paths
     from release_manager.verify.runner import resolve_inputs, resolve_path, verify_package
     pkg = package_of(image, package)
@@ -200,6 +200,8 @@ def run_scale_test(settings, specs, site: Site, image: str, tasks: int, package:
         cmp = compare_paths(ref_dir, tdir, ver.rules, ver.known_differences, outputs=ver.outputs, plots=False)
         r["verdict"] = "pass" if cmp.verdict == "pass" else "fail"
         r["checks"] = len(cmp.checks)
+        if r["verdict"] == "pass" and not keep_outputs:
+            shutil.rmtree(tdir, ignore_errors=True)   # N copies of an output equal to the reference: its log stays
         if r["verdict"] != "pass":
             r["detail"] = "differs from the reference: " + "; ".join(
                 f"{c.file} {c.hdu or ''} {c.column or ''} {c.test}: {c.message}"[:300]
