@@ -21,7 +21,7 @@ LIST_COLUMNS = (Image.id, Package.name.label("package"), Image.variant, Image.ta
 
 
 def iso(t: Optional[dt.datetime]) -> Optional[str]:
-    return None if t is None else t.replace(microsecond=0).isoformat() + "Z"
+    return None if t is None else t.isoformat(timespec="seconds") + "Z"
 
 
 def _row(r) -> Dict[str, Any]:
@@ -298,6 +298,12 @@ def table_counts(s: Session) -> Dict[str, int]:
 
 # ---------------------------------------------------------------------- the status board
 
+# what the board shows of each image (status.py, status_site.py): fewer columns than an image
+# listing, and no join, because it reads every image of every package
+BOARD_COLUMNS = (Image.id, Image.variant, Image.ref, Image.status, Image.tags, Image.digest, Image.size,
+                 Image.started, Image.finished)
+
+
 def status_board(s: Session) -> Dict[str, Dict[str, Any]]:
     """history() of every recorded package, without check rows or debug requests (`relman status`):
     four queries in all, however many packages and images."""
@@ -306,8 +312,7 @@ def status_board(s: Session) -> Dict[str, Dict[str, Any]]:
     out: Dict[str, Dict[str, Any]] = {name: {"package": name, "images": [], "verifications": [],
                                              "promotions": []} for name in pkgs.values()}
     owner: Dict[int, str] = {}
-    for row in _plain_rows(conn.execute(select(*LIST_COLUMNS, Image.package_id)
-                                        .join(Package, Package.id == Image.package_id).order_by(Image.started, Image.id))):
+    for row in _plain_rows(conn.execute(select(*BOARD_COLUMNS, Image.package_id).order_by(Image.started, Image.id))):
         name = pkgs[row.pop("package_id")]
         owner[row["id"]] = name
         out[name]["images"].append(row)
@@ -331,7 +336,7 @@ def _plain_rows(result) -> List[Dict[str, Any]]:
     keys = list(result.keys())
     times = [i for i, k in enumerate(keys) if k in ("started", "finished", "promoted_at")]
     out = []
-    for r in result:
+    for r in result.all():  # one fetchall, not a fetchone a row
         vals = list(r)
         for i in times:
             if vals[i] is not None:
