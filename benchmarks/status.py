@@ -28,6 +28,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from startup import compile_relman  # noqa: E402
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -92,6 +94,7 @@ def inproc(fn, repeat):
 
 
 def main():
+    compile_relman()  # as an installed relman has them (benchmarks/startup.py)
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--images", type=int, default=9000)
     ap.add_argument("--repeat", type=int, default=3)
