@@ -11,7 +11,8 @@ the time `relman farm submit` took (Python start, digest resolution, script, qsu
 usage: python benchmarks/farm_scaling.py [--tasks 100] [--image REF] [--sites local-sge-docker,local-slurm-docker]
                                          [--sif REF] [--no-baseline]
 The image defaults to the demo's runtime image (relman demo run --demo-only pushes it).
-Needs: scripts/local-stack up --farm.
+Needs: scripts/local-stack up --farm and a migrated release database (`relman db upgrade`: every submission
+is recorded).
 """
 from __future__ import annotations
 

@@ -38,6 +38,11 @@ def _duration(v: Dict[str, Any]) -> Optional[float]:
     return None if a is None or b is None else (b - a).total_seconds()
 
 
+def _sif(f: Optional[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
+    return None if f is None else {"id": f["id"], "size": f.get("size"), "signed": bool(f.get("signer")),
+                                   "registry_ref": f.get("registry_ref"), "date": f.get("created_at")}
+
+
 def package_row(name: str, loaded, platforms, history: Optional[Dict[str, Any]], now: dt.datetime,
                 job_names: Dict[str, List[str]]) -> Dict[str, Any]:
     spec = loaded.spec if loaded else None
@@ -58,6 +63,11 @@ def package_row(name: str, loaded, platforms, history: Optional[Dict[str, Any]],
         if img.get("status") == "failed":
             continue
         latest[img["variant"]] = img
+    sifs_of: Dict[Any, Dict[str, Any]] = {}
+    for f in h.get("sifs") or []:  # oldest first: the newest SIF of an image wins
+        for key in (f.get("image"), f.get("image_digest")):
+            if key is not None:
+                sifs_of[key] = f
     variants = {}
     for var, img in sorted(latest.items()):
         runs = runs_by_image.get(img["id"], [])
@@ -66,6 +76,7 @@ def package_row(name: str, loaded, platforms, history: Optional[Dict[str, Any]],
                          "digest": img.get("digest"), "digest_short": _short(img.get("digest")),
                          "size": img.get("size"), "date": img.get("finished") or img.get("started"),
                          "status": img.get("status"),
+                         "sif": _sif(sifs_of.get(img["id"]) or sifs_of.get(img.get("digest"))),
                          "verification": None if last is None else {
                              "run": last["id"], "verdict": last["verdict"], "date": last.get("finished"),
                              "report": last.get("report_location")}}

@@ -311,3 +311,68 @@ def test_promotion_carries_the_pushed_sif_to_the_promoted_tag(built, sif_env, sp
         for t in (dest, f"{dest}-sif"):
             if reg.manifest_digest(repo, t):
                 untag(reg, repo, t)
+
+
+def test_gc_deletes_the_sif_of_a_manifest_it_deletes(built, settings, specs, api, demo_build, tmp_path):
+    """An old nightly gc deletes takes its pushed SIF (the real one of `built`, pushed by Apptainer next to an
+    image of a package of this test's own) out of the registry with it; the dry run deletes nothing; the SIF
+    stays listed by `relman history` (the database keeps what was built)."""
+    import datetime as dt
+    import uuid
+
+    from release_manager.db import record_sif
+    from release_manager.registry import Registry
+    from release_manager.workflows.common import record_result
+    from release_manager.workflows.gc import GcSettings, collect
+
+    from test_workflows_helpers import drop_repository, make_ctx
+    res, _ = built
+    s = load_settings(data_dir=tmp_path / "data")
+    db = connect(s.database_url, fresh=True)
+    migrate.upgrade(db)
+    name = f"gcsif{uuid.uuid4().hex[:6]}"
+    path, repo = f"fermi-lat/{name}", f"{s.registry}/fermi-lat/{name}"
+    rt = demo_build["runtime"]
+    reg = Registry(s.registry)
+    try:
+        # the demo runtime image as this package's old nightly, and its SIF pushed next to it
+        api.tag(f"{rt.repository}@{rt.digest}", repo, "nightly-20261001-runtime")
+        for line in api.push(repo, "nightly-20261001-runtime", stream=True, decode=True):
+            assert "error" not in line, line
+        digest = reg.manifest_digest(path, "nightly-20261001-runtime")
+        sif_tag = f"sif-{digest[7:47]}"
+        _app(api, s).push(res["path"], f"oras://{repo}:{sif_tag}")
+        sif_digest = reg.manifest_digest(path, sif_tag)
+        assert sif_digest
+        ctx = make_ctx(s, specs, api, db)
+        record_result(ctx, {"package": name, "ref": "main", "commit": "c" * 40, "variant": "runtime",
+                            "target": "runtime", "build_key": "b" * 64, "repository": repo,
+                            "tags": ["nightly-20261001-runtime"], "status": "built", "pushed": True, "digest": digest,
+                            "image_id": rt.image_id, "started": "2026-10-01T03:00:00Z"})
+        record_sif(name, image_digest=digest, source=f"docker://{repo}@{digest}", sha256=res["sha256"],
+                   size=res["size"], apptainer_version=res["apptainer_version"], registry_ref=f"oras://{repo}:{sif_tag}",
+                   registry_digest=sif_digest, db=db)
+        conf = GcSettings(nightly_days=14, keep=0, failed_days=7)
+        today = dt.date(2026, 11, 27)
+        dry = collect(ctx, dry_run=True, package=name, today=today, conf=conf)
+        assert dry["deleted_sifs"] == [{"ref": f"oras://{repo}:{sif_tag}", "digest": sif_digest, "image": digest}]
+        assert reg.manifest_digest(path, sif_tag) == sif_digest               # a dry run deletes nothing
+        done = collect(ctx, dry_run=False, package=name, today=today, conf=conf)
+        assert done["deleted_sifs"] == dry["deleted_sifs"]
+        assert [m["digest"] for m in done["deleted_manifests"]] == [digest]
+        assert reg.manifest_digest(path, "nightly-20261001-runtime") is None
+        assert reg.manifest_digest(path, sif_tag) is None and reg.manifest_digest(path, sif_digest) is None
+        # the SIF of the demo image itself (same content, its own repository) is untouched
+        assert reg.manifest_digest("fermi-lat/evtselect", res["registry_ref"].rsplit(":", 1)[1]) == res["registry_digest"]
+        r = CliRunner().invoke(main, ["history", name, "--json"], env={"RELMAN_DB_URL": s.database_url})
+        assert r.exit_code == 0, r.output
+        h = json.loads(r.output)
+        assert [(x["sha256"], x["registry_ref"]) for x in h["sifs"]] == [(res["sha256"], f"oras://{repo}:{sif_tag}")]
+        r = CliRunner().invoke(main, ["history", name], env={"RELMAN_DB_URL": s.database_url})
+        assert r.exit_code == 0 and f"SIF {res['sha256'][:19]}" in r.output, r.output
+    finally:
+        drop_repository(s, path)
+        try:
+            api.remove_image(f"{repo}:nightly-20261001-runtime", noprune=True)
+        except Exception:  # noqa: BLE001 - already gone
+            pass

@@ -177,3 +177,110 @@ def test_sites_and_templates_ship_in_the_wheel():
         base = PROJECT_ROOT.joinpath(*package.split("."))
         rel = str(path.relative_to(base))
         assert any(fnmatch.fnmatch(rel, pat) for pat in data.get(package, [])), (package, rel)
+
+
+def test_lsf_bjobs_parsed_per_task(monkeypatch):
+    """LSF is not installed here: `bjobs -a -json -o "<accounting.BJOBS_FIELDS>" JOBID` as LSF 10.1 documents it
+    (a sample written after IBM's manual, not captured from a farm) gives one row per array element."""
+    import json
+    import time
+    from release_manager.farm import accounting
+    monkeypatch.setenv("TZ", "America/Los_Angeles")      # SLAC's local time: bjobs prints it
+    time.tzset()
+    try:
+        rows = accounting.parse_bjobs((GOLDEN / "lsf-bjobs.json").read_text(), "4012")
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+    got = [rows[k].as_dict() for k in sorted(rows)]
+    golden = GOLDEN / "lsf-bjobs.rows.json"
+    if REGENERATE:
+        golden.write_text(json.dumps(got, indent=2) + "\n")
+    assert got == json.loads(golden.read_text())
+    assert [(r["task"], r["state"], r["exit_code"]) for r in got] == [
+        (1, "done", 0), (2, "failed", 2), (3, "cancelled", 130), (4, "running", None), (5, "pending", None)]
+    assert got[0]["end"] == "2026-12-01T08:04:00Z" and got[3]["host"] == "rhel6-64g11"
+    assert accounting.parse_bjobs('{"COMMAND":"bjobs","JOBS":0,"RECORDS":[{"JOBID":"9","ERROR":"Job <9> is not found"}]}',
+                                  "9") == {}
+    with pytest.raises(accounting.SchedulerError, match="did not print JSON"):
+        accounting.parse_bjobs("bjobs: not found", "9")
+
+
+def test_lsf_bjobs_times_without_a_year():
+    import datetime as dt
+    from release_manager.farm.accounting import _lsf_time
+    jan = dt.datetime(2027, 1, 2, 12, 0)
+    # a December time read in January is last year's, not eleven months ahead
+    assert _lsf_time("Dec 31 23:00 E", jan)[:4] == "2026"
+    assert _lsf_time("Jan  2 11:00", jan)[:4] == "2027"
+    assert _lsf_time("-", jan) is None and _lsf_time("", jan) is None
+
+
+def test_scale_test_refusals_exit_2():
+    runner = CliRunner()
+    cases = [
+        (["--site", "local-sge-docker", "--image", "127.0.0.1:5000/a/nopkg:t", "--tasks", "1"], "no spec for package 'nopkg'"),
+        (["--site", "local-sge-docker", "--image", "127.0.0.1:5000/fermi-lat/evtselect:t", "--tasks", "0"], "--tasks 0"),
+        (["--site", "slac-lsf-docker", "--image", "127.0.0.1:5000/fermi-lat/evtselect:t", "--tasks", "2"], "placeholder"),
+        (["--site", "local-sge-docker", "--image", "127.0.0.1:5000/fermi-lat/fastcopy:t", "--tasks", "2"],
+         "no verification section"),
+    ]
+    for args, words in cases:
+        r = runner.invoke(main, ["farm", "scale-test", *args])
+        assert r.exit_code == 2, (args, r.output)
+        assert words in r.output, (args, r.output)
+
+
+def test_scale_test_command_maps_the_workload_to_the_task_folder():
+    from types import SimpleNamespace
+    from release_manager.farm.scale_test import task_command
+    staged = {"ft1": Path("/scratch/relman-inputs/0123/ft1")}
+    one = [SimpleNamespace(command=["evtselect", "infile=/inputs/ft1", "outfile=/outputs/selected.fits"])]
+    assert task_command(one, staged) == ["evtselect", "infile=/scratch/relman-inputs/0123/ft1", "outfile=./selected.fits"]
+    two = one + [SimpleNamespace(command=["fstat", "/outputs/selected.fits", "a b"])]
+    cmd = task_command(two, staged)
+    assert cmd[:2] == ["sh", "-c"]
+    out = subprocess.run(["bash", "-c", cmd[2].replace("evtselect", "echo").replace("fstat", "printf '[%s]'")],
+                         capture_output=True, text=True, check=True).stdout
+    assert out == "infile=/scratch/relman-inputs/0123/ft1 outfile=./selected.fits\n[./selected.fits][a b]"
+
+
+def _scale_report():
+    from release_manager.farm.scale_test import ScaleReport
+    stats = {"n": 2, "min": 0.5, "median": 1.0, "p90": 1.5, "max": 1.5, "mean": 1.0}
+    rows = [{"task": 1, "state": "done", "exit_code": 0, "host": "vm", "submit": "2026-12-01T05:00:00Z",
+             "start": "2026-12-01T05:00:01Z", "end": "2026-12-01T05:00:02Z", "node_start": "2026-12-01T05:00:00.500000Z",
+             "node_end": "2026-12-01T05:00:01.500000Z", "queue_seconds": 0.5, "run_seconds": 1.0,
+             "overhead_seconds": 0.69, "verdict": "pass", "checks": 12, "detail": ""},
+            {"task": 2, "state": "failed", "exit_code": 125, "host": "vm", "submit": "2026-12-01T05:00:00Z",
+             "start": "2026-12-01T05:00:01Z", "end": "2026-12-01T05:00:03Z", "node_start": "2026-12-01T05:00:01Z",
+             "node_end": "2026-12-01T05:00:02.500000Z", "queue_seconds": 1.0, "run_seconds": 1.5,
+             "overhead_seconds": 1.19, "verdict": "error",
+             "detail": "docker: Error response from daemon: manifest unknown <&>"}]
+    summary = {"tasks": 2, "accounted": 2, "passed": 1, "failed": 1, "differ": 0, "wall_seconds": 2.5,
+               "tasks_per_second": 0.8, "queue_seconds": stats, "run_seconds": stats, "overhead_seconds": stats,
+               "program_seconds": 0.31, "hosts": ["vm"], "started": 2, "load_average": [1.0, 2.0, 3.0]}
+    return ScaleReport("evtselect", "local-sge-docker", "sge", "docker", f"127.0.0.1:5000/fermi-lat/evtselect@{DIGEST}",
+                       None, "42", 2, COMMAND, "/farm/work/relman-x", "fail", summary,
+                       {"verdict": "pass", "reference": "host build", "reference_dir": "/r", "program_seconds": 0.31,
+                        "docker_run_seconds": 0.61, "steps": [], "failures": []},
+                       {"measured": False, "how": "estimated", "image_compressed_bytes": 34791439, "sif_bytes": None,
+                        "served_bytes_estimate": 0, "node_had_image": True}, rows, 7, "/reports/x")
+
+
+def test_scale_test_report_matches_golden():
+    """The report's page, JSON and terminal table from one model (plots stubbed: their PNG bytes depend on
+    matplotlib's version; plots() itself runs in the engine tests)."""
+    import json
+    from release_manager.farm.scale_test import html, table
+    rep = _scale_report()
+    got = {"scale-test.html": html(rep, pngs={"timeline": "PNG", "queue_seconds": "PNG"}, generated="2026-12-01T06:00:00+00:00"),
+           "scale-test.json": json.dumps(rep.as_dict(), indent=2) + "\n",
+           "scale-test.txt": "\n".join(table(rep)) + "\n"}
+    for name, text in got.items():
+        golden = GOLDEN / name
+        if REGENERATE:
+            golden.write_text(text)
+        assert text == golden.read_text(), f"{name} differs from {golden}"
+    assert "manifest unknown &lt;&amp;&gt;" in got["scale-test.html"]       # log tails are escaped
+    assert "task 2: error (failed, exit 125): docker: Error response" in got["scale-test.txt"]

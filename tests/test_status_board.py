@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from test_db_helpers import result
+from test_db_helpers import result, sha
 
 from release_manager.config import PROJECT_ROOT
 
@@ -48,6 +48,10 @@ def board_db(tmp_path_factory):
                         started=f"{DAYS[2]}T04:00:00Z", finished=f"{DAYS[2]}T04:01:00Z",
                         report_location="https://jenkins.example/job/evtselect/nightly/3/report.html", db=db)
     record_promotion(ids[("runtime", 2)], "stable-runtime", actor="alice", reason="test", db=db)
+    from release_manager.db import record_sif
+    record_sif("evtselect", image_digest=sha("evtselect-runtime-12-digest"), source="docker://x", sha256=sha("sif"),
+               size=33_000_000, apptainer_version="1.4.5", signer=sha("key"),
+               registry_ref="oras://127.0.0.1:5000/fermi-lat/evtselect:nightly-20240603-runtime-sif", db=db)
     record_build(result("sciencetools", "runtime", n=1), db=db)
     record_build(result("oldpkg", "runtime", n=1), db=db)
     yield {"url": url, "ids": ids, "folder": folder}
@@ -91,6 +95,8 @@ def test_evtselect_row_facts(run, board_db):
     assert rt["tag"] == "nightly-20240603-runtime" and rt["size"] == 92_000_000
     assert rt["verification"]["verdict"] == "passed" and rt["verification"]["date"].startswith("2024-06-03T03:23")
     assert ev["latest"]["full"]["verification"]["report"].startswith("https://jenkins.example/")
+    assert rt["sif"]["signed"] is True and rt["sif"]["size"] == 33_000_000 and ev["latest"]["full"]["sif"] is None
+    assert rt["sif"]["registry_ref"].endswith(":nightly-20240603-runtime-sif")
     assert ev["promoted_tags"] == ["stable-runtime"]
     n = ev["nightly"]
     assert n["tag"] == "nightly-20240603-full" and n["state"] == "verified"
@@ -113,6 +119,8 @@ def test_terminal_view_names_every_package(run):
     assert r.exit_code == 0, r.output
     for name in ("evtselect", "sciencetools", "glastrelease", "oldpkg", "nightly-20240603-runtime", "stable-runtime"):
         assert name in r.output
+    line = next(ln for ln in r.output.splitlines() if ln.startswith("evtselect"))
+    assert line.count("+sif (signed)") == 1        # the runtime nightly has its SIF, the full one none
 
 
 def test_unknown_package_is_refused(run):

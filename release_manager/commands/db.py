@@ -256,6 +256,9 @@ def _show(d):
         click.echo(f"  sif {f['id']}: {f['sha256']} {_size(f['size'])}, apptainer {f['apptainer_version']}, "
                    f"{'signed by ' + f['signer'] if f['signer'] else 'unsigned'}"
                    + (f", pushed to {f['registry_ref']}" if f.get("registry_ref") else "") + f", at {f['created_at']}")
+    for r in d.get("farm_runs") or []:
+        click.echo(f"  farm job {r['job_id']} at {r['site']}: {r['kind']}, {r['tasks']} task(s), {r['state']}, "
+                   f"submitted {r['submitted_at']} by {r['submitted_by']}")
     click.echo("  audit:")
     for a in d["audit"]:
         click.echo(f"    {a['at']} {a['actor']:12} {a['action']:14} {a['from'] or '-'} -> {a['to'] or '-'}")

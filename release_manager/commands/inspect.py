@@ -223,7 +223,8 @@ def print_status(table):
             ver = (lt or {}).get("verification")
             cells.append("-" if not lt else
                          f"{lt['tag']} {lt['digest_short'] or '-'} {_mb(lt['size'])} {(lt['date'] or '')[:10]} "
-                         + (f"{ver['verdict']} {(ver.get('date') or '')[:10]}" if ver else "unverified"))
+                         + (f"{ver['verdict']} {(ver.get('date') or '')[:10]}" if ver else "unverified")
+                         + (f" +sif{' (signed)' if lt['sif']['signed'] else ''}" if lt.get("sif") else ""))
         n = r.get("nightly")
         cells += [",".join(r["promoted_tags"]) or "-",
                   f"{n['state']} {n['age_days']}d ({n['tag']})" if n else "-", r.get("jenkins_job") or "-"]

@@ -17,6 +17,7 @@ _WHERE = {
     "Outcome": "records", "create_image_request": "records", "record_build": "records", "record_builds": "records",
     "record_promotion": "records", "record_sif": "records", "record_verification": "records", "request_debug_build": "records",
     "transition": "records", "update_debug_request": "records",
+    "record_farm_run": "farm", "record_farm_tasks": "farm",
     "InvalidResult": "results", "load_result_files": "results", "parse_result": "results",
 }
 __all__ = sorted(_WHERE)

@@ -226,6 +226,69 @@ class SifImage(Base):
     image: Mapped[Optional[Image]] = relationship()
 
 
+class FarmRun(Base):
+    """A job relman submitted to a batch farm (`relman farm submit` or `farm scale-test`): where, under which
+    scheduler job id, the image (and SIF) by digest, and who submitted it. image_pk/sif_pk/package_id are set
+    when the release database knows the digest. state: submitted, then done or failed once collected
+    (scale tests: passed or failed, their figures in summary)."""
+    __tablename__ = "farm_runs"
+    __table_args__ = (Index("ix_farm_runs_site_job", "site", "job_id"),
+                      Index("ix_farm_runs_image_digest", "image_digest"),
+                      Index("ix_farm_runs_submitted", "submitted_at"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    site: Mapped[str] = mapped_column(String(NAME))
+    scheduler: Mapped[str] = mapped_column(String(16))
+    runtime: Mapped[str] = mapped_column(String(16))
+    job_id: Mapped[str] = mapped_column(String(64))
+    job_name: Mapped[str] = mapped_column(String(NAME))
+    kind: Mapped[str] = mapped_column(String(32))                 # submit | scale-test
+    package_id: Mapped[Optional[int]] = mapped_column(ForeignKey("packages.id", name="fk_farm_runs_package"))
+    image_pk: Mapped[Optional[int]] = mapped_column(ForeignKey("images.id", name="fk_farm_runs_image"))
+    image_ref: Mapped[str] = mapped_column(String(URL))
+    image_digest: Mapped[str] = mapped_column(String(SHA))
+    sif_ref: Mapped[Optional[str]] = mapped_column(String(URL))
+    sif_digest: Mapped[Optional[str]] = mapped_column(String(SHA))
+    sif_pk: Mapped[Optional[int]] = mapped_column(ForeignKey("sif_images.id", name="fk_farm_runs_sif"))
+    tasks: Mapped[int] = mapped_column(Integer)
+    command: Mapped[list] = mapped_column(JSON)
+    directory: Mapped[str] = mapped_column(String(URL))
+    submitted_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    submitted_by: Mapped[str] = mapped_column(String(NAME))
+    state: Mapped[str] = mapped_column(String(32))
+    collected_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
+    summary: Mapped[Optional[dict]] = mapped_column(JSON)
+
+    package: Mapped[Optional[Package]] = relationship()
+    image: Mapped[Optional[Image]] = relationship()
+    task_rows: Mapped[List["FarmTask"]] = relationship(back_populates="run", cascade="all, delete-orphan",
+                                                       order_by="FarmTask.task")
+
+
+class FarmTask(Base):
+    """One task of a farm run as the scheduler's accounting gave it (times naive UTC); queue/run/overhead
+    seconds and verdict (pass, fail, error) are a scale test's."""
+    __tablename__ = "farm_tasks"
+    __table_args__ = (UniqueConstraint("run_id", "task", name="uq_farm_tasks"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("farm_runs.id", name="fk_farm_tasks_run"))
+    task: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(32))
+    exit_code: Mapped[Optional[int]] = mapped_column(Integer)
+    host: Mapped[Optional[str]] = mapped_column(String(NAME))
+    submitted: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
+    started: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
+    ended: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
+    queue_seconds: Mapped[Optional[float]] = mapped_column(Float)
+    run_seconds: Mapped[Optional[float]] = mapped_column(Float)
+    overhead_seconds: Mapped[Optional[float]] = mapped_column(Float)
+    verdict: Mapped[Optional[str]] = mapped_column(String(32))
+    detail: Mapped[Optional[str]] = mapped_column(Text)
+
+    run: Mapped[FarmRun] = relationship(back_populates="task_rows")
+
+
 class AuditEvent(Base):
     """Append-only: one row per state change. The ORM refuses updates and deletes; the migration
     adds triggers so the database refuses them too."""

@@ -120,6 +120,8 @@ def image_detail(s: Session, ref: Union[int, str]) -> Dict[str, Any]:
     d["verifications"] = _verifications(s, [img.id])
     d["promotions"] = _promotions(s, [img.id])
     d["sifs"] = sifs(s, img)
+    from release_manager.db.farm import farm_runs_of_image   # farm.py reads iso() from here
+    d["farm_runs"] = farm_runs_of_image(s, img.digest) if img.digest else []
     d["audit"] = [_audit_row(e, None) for e in s.scalars(
         select(AuditEvent).where(AuditEvent.entity == "image", AuditEvent.entity_id == img.id)
         .order_by(AuditEvent.id))]
@@ -202,8 +204,14 @@ def history(s: Session, package: str) -> Dict[str, Any]:
         select(DebugRequest.id, DebugRequest.requester, DebugRequest.ref, DebugRequest.status,
                DebugRequest.expires_at, DebugRequest.created_at, DebugRequest.image_pk.label("image"))
         .where(DebugRequest.package_id == pkg.id).order_by(DebugRequest.id))]
+    sif_rows = [_row(r) for r in s.execute(
+        select(SifImage.id, SifImage.image_pk.label("image"), SifImage.image_digest, SifImage.sha256, SifImage.size,
+               SifImage.signer, SifImage.registry_ref, SifImage.created_by, SifImage.created_at)
+        .where(SifImage.package_id == pkg.id).order_by(SifImage.id))]
+    from release_manager.db.farm import list_farm_runs
     return {"package": pkg.name, "images": images, "verifications": _verifications(s, package_id=pkg.id),
-            "promotions": _promotions(s, package_id=pkg.id), "debug_requests": debug}
+            "promotions": _promotions(s, package_id=pkg.id), "debug_requests": debug, "sifs": sif_rows,
+            "farm_runs": list_farm_runs(s, package=pkg.name, limit=None)}
 
 
 def timeline(h: Dict[str, Any]) -> List[Dict[str, Any]]:
@@ -222,6 +230,14 @@ def timeline(h: Dict[str, Any]) -> List[Dict[str, Any]]:
     for d in h["debug_requests"]:
         ev.append({"at": d["created_at"] or "", "what": "debug", "image": d["image"],
                    "text": f"debug build of {d['ref']} for {d['requester']}: {d['status']}"})
+    for f in h.get("sifs") or []:
+        ev.append({"at": f["created_at"] or "", "what": "sif", "image": f["image"],
+                   "text": f"SIF {f['sha256'][:19]} by {f['created_by']}, "
+                           + ("signed" if f["signer"] else "unsigned")
+                           + (f", pushed to {f['registry_ref']}" if f["registry_ref"] else "")})
+    for r in h.get("farm_runs") or []:
+        ev.append({"at": r["submitted_at"] or "", "what": "farm", "image": r["image_row"],
+                   "text": f"{r['kind']} job {r['job_id']} at {r['site']}, {r['tasks']} task(s): {r['state']}"})
     return sorted(ev, key=lambda e: e["at"])
 
 
@@ -305,8 +321,8 @@ BOARD_COLUMNS = (Image.id, Image.variant, Image.ref, Image.status, Image.tags, I
 
 
 def status_board(s: Session, latest_only: bool = False, nightly_prefix: str = "nightly-2") -> Dict[str, Dict[str, Any]]:
-    """history() of every recorded package, without check rows or debug requests (`relman status`):
-    four queries in all, however many packages and images.
+    """history() of every recorded package, without check rows or debug requests, with the SIFs built
+    from its images (`relman status`): five queries in all, however many packages and images.
 
     latest_only (the terminal view): only the images the board's row shows, picked by the database
     (the latest image of each variant that did not fail, the latest one carrying a tag that starts
@@ -314,7 +330,8 @@ def status_board(s: Session, latest_only: bool = False, nightly_prefix: str = "n
     conn = s.connection()  # Core rows: the ORM adds nothing to plain column selects, and costs
     pkgs = {p.id: p.name for p in conn.execute(select(Package.id, Package.name))}
     out: Dict[str, Dict[str, Any]] = {name: {"package": name, "images": [], "verifications": [],
-                                             "promotions": [], "partial": latest_only} for name in pkgs.values()}
+                                             "promotions": [], "sifs": [],
+                                             "partial": latest_only} for name in pkgs.values()}
     images = select(*BOARD_COLUMNS, Image.package_id).order_by(Image.started, Image.id)
     runs = (select(VerificationRun.id, VerificationRun.image_pk.label("image"), Image.variant,
                    VerificationRun.verdict, VerificationRun.started, VerificationRun.finished,
@@ -336,6 +353,11 @@ def status_board(s: Session, latest_only: bool = False, nightly_prefix: str = "n
               .join(Image, Image.id == Promotion.image_pk).order_by(Promotion.promoted_at, Promotion.id))
     for p in _plain_rows(conn.execute(promos)):
         out[pkgs[p.pop("package_id")]]["promotions"].append(p)
+    sif_rows = (select(SifImage.id, SifImage.package_id, SifImage.image_pk.label("image"), SifImage.image_digest,
+                       SifImage.size, SifImage.signer, SifImage.registry_ref, SifImage.created_at)
+                .order_by(SifImage.id))
+    for f in _plain_rows(conn.execute(sif_rows)):
+        out[pkgs[f.pop("package_id")]]["sifs"].append(f)
     return out
 
 

@@ -12,6 +12,11 @@ set -uo pipefail
 # the array task (1..4) becomes RELMAN_TASK_ID inside the container
 task=${SLURM_ARRAY_TASK_ID}
 name="relman-${SLURM_ARRAY_JOB_ID}-${task}"
+# when the task began and ended on the node, to the nanosecond (the accounting has whole seconds):
+# task-N.times, read by `relman farm collect` and `scale-test`
+times=/farm/work/relman-20261201T000000-000000/task-"$task".times
+echo "start $(date +%s.%N) $(hostname)" > "$times"
+trap 'rc=$?; echo "end $(date +%s.%N) $rc" >> "$times"' EXIT
 # the calibration database's credentials: bound read-only, read by the program, never printed here
 [ -r /var/lib/relman-farm/calibdb-credentials ] || { echo "relman: cannot read the calibration credentials file /var/lib/relman-farm/calibdb-credentials" >&2; exit 1; }
 # each task works in its own folder of the job's folder (its outputs are there, owned by the job's user)

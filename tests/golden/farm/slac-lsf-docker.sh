@@ -12,6 +12,11 @@ set -uo pipefail
 # the array task (1..4) becomes RELMAN_TASK_ID inside the container
 task=${LSB_JOBINDEX}
 name="relman-${LSB_JOBID}-${task}"
+# when the task began and ended on the node, to the nanosecond (the accounting has whole seconds):
+# task-N.times, read by `relman farm collect` and `scale-test`
+times=/farm/work/relman-20261201T000000-000000/task-"$task".times
+echo "start $(date +%s.%N) $(hostname)" > "$times"
+trap 'rc=$?; echo "end $(date +%s.%N) $rc" >> "$times"' EXIT
 # the calibration database's credentials: bound read-only, read by the program, never printed here
 [ -r '<placeholder: path of the read-only credentials file on the nodes>' ] || { echo "relman: cannot read the calibration credentials file <placeholder: path of the read-only credentials file on the nodes>" >&2; exit 1; }
 # each task works in its own folder of the job's folder (its outputs are there, owned by the job's user)
