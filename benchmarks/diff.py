@@ -29,6 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from startup import compile_relman  # noqa: E402
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from release_manager import engine  # noqa: E402
@@ -116,6 +118,7 @@ def unpack(image: str, into: Path) -> int:
 
 
 def main():
+    compile_relman()  # as an installed relman has them (benchmarks/startup.py)
     settings = load_settings()
     api = engine.connect(settings)
     base = ensure_base(settings, api)

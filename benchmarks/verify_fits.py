@@ -30,6 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
+from startup import compile_relman
+
 ROOT = Path(__file__).resolve().parent.parent
 SOURCE = (ROOT.parent / "shared" / "data" / "fermi" / "ft1" / "3fhl-gc-events.fits.gz").resolve()
 CHUNK = 200_000
@@ -163,6 +165,7 @@ def main():
     if a.child:
         print(json.dumps(child(*a.child), default=str))
         return
+    compile_relman()  # as an installed relman has them (benchmarks/startup.py)
     sizes = [int(float(s)) for s in a.sizes.split(",")]
     folder = Path(tempfile.mkdtemp(prefix="relman-bench-", dir=a.workdir or "/tmp"))
     print(f"files in {folder}; {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} "

@@ -176,7 +176,7 @@ def demo_init(settings):
 def demo_host_build(settings, ref):
     """Build evtselect on this machine: the bare-metal reference for verification."""
     from release_manager.demo import host_build
-    from release_manager.sources import validate_ref
+    from release_manager.validate import ref as validate_ref
     host_build(settings.data_dir / "repos" / "evtselect", validate_ref(ref),
                settings.data_dir / "host-build" / "evtselect", echo=click.echo)
 

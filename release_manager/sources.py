@@ -18,15 +18,7 @@ import git
 
 from release_manager.errors import UsageError
 
-# A git ref as a user may give it: no shell or option metacharacters, no '..', no leading '-'.
-REF_RE = re.compile(r"^(?!-)(?!.*\.\.)(?!.*//)[A-Za-z0-9][A-Za-z0-9._/+-]{0,199}\Z")
-
-
-def validate_ref(ref: str) -> str:
-    if not isinstance(ref, str) or not REF_RE.match(ref) or ref.endswith((".lock", "/", ".")):
-        raise UsageError(f"ref {ref!r} is not a valid git ref: letters, digits and ._/+- only, "
-                         "starting with a letter or digit, no '..', at most 200 characters")
-    return ref
+from release_manager.validate import REF_RE, ref as validate_ref  # noqa: F401 - re-exported
 
 
 # A submodule URL from a repository's .gitmodules: a URL of a known scheme, scp-like user@host:path, an

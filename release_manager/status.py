@@ -97,6 +97,8 @@ def package_row(name: str, loaded, platforms, history: Optional[Dict[str, Any]],
     row["jenkins_jobs"] = job_names.get(name, [])
     row["jenkins_job"] = next((j for j in row["jenkins_jobs"] if j.endswith("/nightly")),
                               row["jenkins_jobs"][0] if row["jenkins_jobs"] else None)
+    if h.get("partial"):  # the terminal view's board: the shown images only, no history to plot
+        return row
     nightly_ids = {i["id"] for i in nightlies}
     row["series"] = {  # over the nightlies, for the plots
         "size": [{"date": i.get("started"), "variant": i["variant"], "size": i.get("size"), "tag": _nightly_tag(i)}

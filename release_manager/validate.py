@@ -4,7 +4,7 @@ UsageError that says what was given and what is allowed.
 
     user       a person (--by, a debug build's requester, Jenkins' BUILD_USER_ID): a login name
     reason     why something was done: one line, recorded in the database and the audit log
-    ref        a git ref (sources.validate_ref: tags, branches, commit ids)
+    ref        a git ref (tags, branches, commit ids; sources.py uses it as validate_ref)
     tag        an image tag (the registry's grammar)
 """
 from __future__ import annotations
@@ -13,13 +13,24 @@ import re
 from typing import Optional
 
 from release_manager.errors import UsageError
-from release_manager.sources import validate_ref as ref  # noqa: F401 - the git grammar lives with the sources
 
 # A login name: it becomes part of image tags (dev-<user>-<ref>-debug), so lowercase letters and digits only.
 USER_RE = re.compile(r"^[a-z][a-z0-9]{0,31}\Z")
 # One line a shell, Groovy, XML and a database all carry as plain text.
 REASON_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 .,:_()/#+@=-]{2,199}\Z")
 TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}\Z")
+
+
+# A git ref as a user may give it: no shell or option metacharacters, no '..', no leading '-'. Here and
+# not in sources.py, so that validating does not import gitpython (a tenth of a second at start-up).
+REF_RE = re.compile(r"^(?!-)(?!.*\.\.)(?!.*//)[A-Za-z0-9][A-Za-z0-9._/+-]{0,199}\Z")
+
+
+def ref(value: str) -> str:
+    if not isinstance(value, str) or not REF_RE.match(value) or value.endswith((".lock", "/", ".")):
+        raise UsageError(f"ref {value!r} is not a valid git ref: letters, digits and ._/+- only, "
+                         "starting with a letter or digit, no '..', at most 200 characters")
+    return value
 
 
 def user(name: Optional[str], what: str = "user") -> str:

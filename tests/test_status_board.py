@@ -183,3 +183,44 @@ def test_site_file_for_layers_is_checked(tmp_path):
     with pytest.raises(UsageError, match="unknown field"):
         load_site(bad)
     assert not Path(tmp_path / "bad.yaml.tmp").exists()
+
+
+# ---------------------------------------------------------------------- the terminal view's board
+
+from test_db_helpers import db, empty_url  # noqa: E402,F401 - fixtures (every backend)
+
+
+def test_terminal_board_picks_the_same_images_as_the_history(db):
+    """The terminal view lets the database pick the shown images (window functions): the rows must be
+    those made from the whole history, without the plotted series, on SQLite, MariaDB and PostgreSQL.
+    The last build of a variant failed (the one before is shown), the last nightly failed (it is still
+    the nightly shown), and a tag that only looks like a nightly's does not count."""
+    from release_manager.config import load_settings
+    from release_manager.db import record_build, record_promotion, record_verification
+    from release_manager.db.queries import status_board
+    from release_manager.spec import load_specs
+    from release_manager.status import NIGHTLY_PREFIX, rows
+    ids = []
+    for n, (variant, status, tag) in enumerate([
+            ("runtime", "built", "nightly-20240601-runtime"), ("full", "built", "nightly-20240601-full"),
+            ("runtime", "built", "nightly-20240602-runtime"), ("runtime", "failed", "nightly-20240603-runtime"),
+            ("debug", "built", "v1.0-debug"), ("runtime", "failed", "nightly-x-runtime")]):
+        over = dict(status="failed", pushed=False, digest=None) if status == "failed" else {}
+        ids.append(record_build(result("evtselect", variant, n=n, tags=[tag], **over), db=db).image)
+    record_build(result("sciencetools", "runtime", n=1), db=db)
+    record_verification(ids[0], reference="host", workload="w", verdict="failed", db=db)
+    record_verification(ids[2], reference="host", workload="w", verdict="passed", db=db)
+    record_promotion(ids[2], "stable-runtime", actor="alice", reason="test", db=db)
+    settings, specs = load_settings(), load_specs(PROJECT_ROOT / "image_specs")
+    now = dt.datetime(2024, 7, 1)
+    with db.read() as s:
+        full = rows(settings, specs, status_board(s), now)
+        lean = rows(settings, specs, status_board(s, latest_only=True, nightly_prefix=NIGHTLY_PREFIX), now)
+    for r in full + lean:  # packages without images have an empty series either way
+        r.pop("series", None)
+    assert lean == full
+    ev = next(r for r in lean if r["package"] == "evtselect")
+    assert ev["latest"]["runtime"]["image"] == ids[2] and ev["latest"]["runtime"]["verification"]["verdict"] == "passed"
+    assert ev["latest"]["debug"]["image"] == ids[4] and ev["latest"]["full"]["image"] == ids[1]
+    assert ev["nightly"]["image"] == ids[3] and ev["nightly"]["state"] == "failed"
+    assert ev["promoted_tags"] == ["stable-runtime"]

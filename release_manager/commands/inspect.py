@@ -121,10 +121,11 @@ def register(main):
         from release_manager.db.connection import for_settings
         from release_manager.db.queries import status_board
         from release_manager.spec import load_specs
-        from release_manager.status import rows
+        from release_manager.status import NIGHTLY_PREFIX, rows
         specs = load_specs(settings.specs_dir)
         with for_settings(settings).read() as s:
-            boards = status_board(s)
+            # the terminal table needs no history: the database picks the shown images
+            boards = status_board(s, latest_only=not (as_json or html_dir), nightly_prefix=NIGHTLY_PREFIX)
         now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None, microsecond=0)
         table = rows(settings, specs, boards, now, package)
         if html_dir is not None:

@@ -6,7 +6,7 @@ import datetime as dt
 import re
 from typing import Any, Dict, List, Optional, Union
 
-from sqlalchemy import case, func, select
+from sqlalchemy import case, func, select, union
 from sqlalchemy.orm import Session
 
 from release_manager.db.models import (AuditEvent, DebugRequest, Image, ImageTag, Package, Promotion, SifImage,
@@ -21,7 +21,7 @@ LIST_COLUMNS = (Image.id, Package.name.label("package"), Image.variant, Image.ta
 
 
 def iso(t: Optional[dt.datetime]) -> Optional[str]:
-    return None if t is None else t.replace(microsecond=0).isoformat() + "Z"
+    return None if t is None else t.isoformat(timespec="seconds") + "Z"
 
 
 def _row(r) -> Dict[str, Any]:
@@ -314,30 +314,45 @@ def table_counts(s: Session) -> Dict[str, int]:
 
 # ---------------------------------------------------------------------- the status board
 
-def status_board(s: Session) -> Dict[str, Dict[str, Any]]:
+# what the board shows of each image (status.py, status_site.py): fewer columns than an image
+# listing, and no join, because it reads every image of every package
+BOARD_COLUMNS = (Image.id, Image.variant, Image.ref, Image.status, Image.tags, Image.digest, Image.size,
+                 Image.started, Image.finished)
+
+
+def status_board(s: Session, latest_only: bool = False, nightly_prefix: str = "nightly-2") -> Dict[str, Dict[str, Any]]:
     """history() of every recorded package, without check rows or debug requests, with the SIFs built
-    from its images (`relman status`): five queries in all, however many packages and images."""
+    from its images (`relman status`): five queries in all, however many packages and images.
+
+    latest_only (the terminal view): only the images the board's row shows, picked by the database
+    (the latest image of each variant that did not fail, the latest one carrying a tag that starts
+    with nightly_prefix) and their verifications; the boards are marked "partial" (no history to plot)."""
     conn = s.connection()  # Core rows: the ORM adds nothing to plain column selects, and costs
     pkgs = {p.id: p.name for p in conn.execute(select(Package.id, Package.name))}
     out: Dict[str, Dict[str, Any]] = {name: {"package": name, "images": [], "verifications": [],
-                                             "promotions": [], "sifs": []} for name in pkgs.values()}
-    owner: Dict[int, str] = {}
-    for row in _plain_rows(conn.execute(select(*LIST_COLUMNS, Image.package_id)
-                                        .join(Package, Package.id == Image.package_id).order_by(Image.started, Image.id))):
-        name = pkgs[row.pop("package_id")]
-        owner[row["id"]] = name
-        out[name]["images"].append(row)
+                                             "promotions": [], "sifs": [],
+                                             "partial": latest_only} for name in pkgs.values()}
+    images = select(*BOARD_COLUMNS, Image.package_id).order_by(Image.started, Image.id)
     runs = (select(VerificationRun.id, VerificationRun.image_pk.label("image"), Image.variant,
                    VerificationRun.verdict, VerificationRun.started, VerificationRun.finished,
                    VerificationRun.report_location, VerificationRun.workload)
             .join(Image, Image.id == VerificationRun.image_pk).order_by(VerificationRun.started, VerificationRun.id))
+    if latest_only:
+        shown = _shown_images(nightly_prefix)
+        images = images.where(Image.id.in_(shown))
+        runs = runs.where(VerificationRun.image_pk.in_(shown))
+    owner: Dict[int, str] = {}
+    for row in _plain_rows(conn.execute(images)):
+        name = pkgs[row.pop("package_id")]
+        owner[row["id"]] = name
+        out[name]["images"].append(row)
     for v in _plain_rows(conn.execute(runs)):
         out[owner[v["image"]]]["verifications"].append(v)
     promos = (select(Promotion.id, Promotion.image_pk.label("image"), Image.variant, Promotion.from_tag,
-                     Promotion.to_tag, Promotion.promoted_by, Promotion.promoted_at, Promotion.reason)
+                     Promotion.to_tag, Promotion.promoted_by, Promotion.promoted_at, Promotion.reason, Image.package_id)
               .join(Image, Image.id == Promotion.image_pk).order_by(Promotion.promoted_at, Promotion.id))
     for p in _plain_rows(conn.execute(promos)):
-        out[owner[p["image"]]]["promotions"].append(p)
+        out[pkgs[p.pop("package_id")]]["promotions"].append(p)
     sif_rows = (select(SifImage.id, SifImage.package_id, SifImage.image_pk.label("image"), SifImage.image_digest,
                        SifImage.size, SifImage.signer, SifImage.registry_ref, SifImage.created_at)
                 .order_by(SifImage.id))
@@ -346,13 +361,28 @@ def status_board(s: Session) -> Dict[str, Dict[str, Any]]:
     return out
 
 
+def _shown_images(nightly_prefix: str):
+    """The ids of the images a board row shows, as a subquery: per package and variant the newest image
+    that did not fail, and per package the newest image with a nightly tag (window functions: SQLite
+    3.25+, MariaDB 10.2+, PostgreSQL)."""
+    newest = (Image.started.desc(), Image.id.desc())
+    per_variant = select(Image.id.label("iid"), func.row_number().over(
+        partition_by=(Image.package_id, Image.variant), order_by=newest).label("rn")).where(
+        Image.status != "failed").subquery()
+    nightly = select(Image.id.label("iid"), func.row_number().over(
+        partition_by=Image.package_id, order_by=newest).label("rn")).join(
+        ImageTag, ImageTag.image_pk == Image.id).where(ImageTag.tag.like(nightly_prefix + "%")).subquery()
+    return union(select(per_variant.c.iid).where(per_variant.c.rn == 1),
+                 select(nightly.c.iid).where(nightly.c.rn == 1))
+
+
 def _plain_rows(result) -> List[Dict[str, Any]]:
     """_row() for many rows: the time columns picked by name once, not every value tested (the board
     reads every image of every package)."""
     keys = list(result.keys())
     times = [i for i, k in enumerate(keys) if k in ("started", "finished", "promoted_at")]
     out = []
-    for r in result:
+    for r in result.all():  # one fetchall, not a fetchone a row
         vals = list(r)
         for i in times:
             if vals[i] is not None:

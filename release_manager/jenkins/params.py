@@ -11,7 +11,7 @@ import re
 from typing import Callable, Dict, Mapping
 
 from release_manager.errors import UsageError
-from release_manager.sources import validate_ref
+from release_manager.validate import ref as validate_ref
 from release_manager import validate as valid
 from release_manager.tags import check_tag
 

@@ -13,7 +13,7 @@ from typing import Any, Dict
 
 from release_manager import tags
 from release_manager.errors import BuildError, RegistryError, RelmanError, UsageError
-from release_manager.sources import validate_ref
+from release_manager.validate import ref as validate_ref
 from release_manager.workflows.common import Context, notify, record_failed_results, record_result, write_summary
 
 MAX_TTL_DAYS = 90
