@@ -309,7 +309,7 @@ def plots(rep: ScaleReport) -> Dict[str, str]:
         if not vals:
             continue
         fig, ax = plt.subplots(figsize=(4.2, 2.8))
-        ax.hist(vals, bins=min(40, max(5, len(vals) // 3)), color="#1f77b4")
+        ax.hist(vals, bins=min(40, max(5, len(vals) // 3)), color="#1f77b4", edgecolor="white")  # bars apart when bins touch
         ax.set_xlabel(label, fontsize=8)
         ax.set_ylabel("tasks", fontsize=8)
         ax.tick_params(labelsize=7)
