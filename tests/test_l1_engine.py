@@ -255,12 +255,12 @@ def test_makeft1_array_job_from_the_promoted_image_on_grid_engine(st_settings, l
     assert rep and rep["status"] == "promoted"
     subprocess.run([str(PROJECT_ROOT / "scripts" / "farm" / "gridengine"), "up"], check=True, capture_output=True)
     site = load_site("local-sge-docker")[0]
-    for name in FILES:
-        dest = Path(site.binds.scratch.host) / f"l1-test-{name}-merit.root"
+    inputs = [Path(site.binds.scratch.host) / f"l1-test-{name}-merit.root" for name in FILES]
+    for name, dest in zip(FILES, inputs):
         shutil.copy(MERIT / f"{name}-merit.root", dest)
         dest.chmod(0o644)
     # task N takes the Nth merit file (a case on RELMAN_TASK_ID: the command is the same for every task)
-    pick = "; ".join(f"{i}) f={n} ;;" for i, n in enumerate(FILES, 1))
+    pick = " ".join(f"{i}) f={n} ;;" for i, n in enumerate(FILES, 1))
     script = (f'case "$RELMAN_TASK_ID" in {pick} esac; exec ' + " ".join(
         _argv("x", "ft1.fits", f"{EVT}/data/pass8.0_Transient_cuts_L1")).replace(
         "rootFile=/merit/x-merit.root", 'rootFile="/scratch/l1-test-$f-merit.root"').replace("/out/", ""))
@@ -279,3 +279,5 @@ def test_makeft1_array_job_from_the_promoted_image_on_grid_engine(st_settings, l
                 assert h["EVENTS"].header["NAXIS2"] == EXPECTED_ROWS[name], (name, logs[t][-1500:])
     finally:
         shutil.rmtree(d, ignore_errors=True)
+        for f in inputs:
+            f.unlink(missing_ok=True)
