@@ -239,6 +239,9 @@ class Builder:
                         self.echo(f"context: {nfiles} file(s), {size / 1e6:.1f} MB, commit {revision.commit[:12]}")
                     self._build_one(plan, t, res, context, {**build_args, "RELMAN_BUILD_KEY": key}, repository,
                                     no_cache)
+                    # cold for the first target only: the next ones (debug FROM runtime) must reuse the layers
+                    # just built, else the debug image is not this runtime image plus one layer
+                    no_cache = False
                     res.checks = [c.as_dict() for c in self._check(plan, t, res, runtime_layers)]
                     self._manifest(plan, res)
                     self._budget(plan, t, res)

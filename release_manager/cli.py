@@ -117,7 +117,8 @@ def render(settings, package, variants, out, platform, digests):
 @click.option("--variant", "variants", multiple=True, help="variant or component (repeatable); default: all")
 @click.option("--push", is_flag=True, help="push to RELMAN_REGISTRY and confirm the digest")
 @click.option("--force", is_flag=True, help="build even when an image with the same build key exists")
-@click.option("--no-cache", is_flag=True, help="with --force: ignore the engine's layer cache (a cold build)")
+@click.option("--no-cache", is_flag=True,
+              help="with --force: a cold build (the first variant without the engine's layer cache, the others on its layers)")
 @click.option("--json", "as_json", is_flag=True, help="print the build results as JSON")
 @click.option("--platform", help="build on this platform instead of the spec's build_platform (recorded in the "
                                  "labels and the database); default: RELMAN_PLATFORM_OVERRIDES")

@@ -141,6 +141,18 @@ def test_fresh_agent_skips_from_registry(tmp_path, settings, demo_repo, api):
     assert again.status == "skipped" and again.digest == first.digest
 
 
+def test_cold_build_of_several_variants_layers_debug_on_this_runtime(tmp_path, settings, demo_repo, api):
+    """--no-cache builds the first target cold; debug then sits on the runtime image just built (its
+    one-layer-over-runtime check failed when every target was built without the cache)."""
+    specs = variant_specs(tmp_path, "evtcold", lambda t: t)
+    res = Builder(settings, specs, echo=quiet, api=api).build("evtcold", "v1.1.0", ["runtime", "debug"],
+                                                              force=True, no_cache=True)
+    assert [r.status for r in res] == ["built", "built"]
+    assert all(c["ok"] for r in res for c in r.checks), [r.checks for r in res]
+    rt = api.inspect_image(res[0].image_id)["RootFS"]["Layers"]
+    assert api.inspect_image(res[1].image_id)["RootFS"]["Layers"][:-1] == rt
+
+
 def test_unknown_ref_fails_before_any_build(settings, specs, demo_repo, api):
     with pytest.raises(UsageError, match="ref 'v9.9.9' not found"):
         Builder(settings, specs, echo=quiet, api=api).build("evtselect", "v9.9.9")

@@ -56,7 +56,8 @@ def test_same_layers_in_the_same_order_on_the_same_base(specs_here):
         return [ln for ln in stage.splitlines() if ln.startswith("RUN ")]
     st_base, l1_base = base_lines(st), base_lines(l1)
     assert l1_base[:len(st_base)] == st_base and len(l1_base) == len(st_base) + 1
-    assert "libxerces-c3.2" in l1_base[-1] and "libstdc++-12-dev" in l1_base[-1]
+    # xerces-c and the C headers; the C++ headers are staged into the prefix (no libstdc++-12-dev)
+    assert "libxerces-c3.2" in l1_base[-1] and "libc6-dev" in l1_base[-1] and "libstdc++-12-dev" not in l1_base[-1]
     # the 14 packages keep their CMake targets (packages.txt lines repeated in l1-packages.txt)
     def lines(rel):
         return [ln.split() for ln in l1.files[rel].splitlines() if ln.strip() and not ln.startswith("#")]
@@ -187,3 +188,40 @@ def test_determinism_flags_what_differs_between_two_runs(tmp_path, tstart, same)
     else:
         assert failed and all(c.file == "x-ft1.fits" for c in failed)
         assert any("TSTART" in (c.message + c.column) for c in failed), [c.message for c in failed]
+
+
+def _root_modules():
+    """files/l1-makeft1/l1-root-modules.py (a build-time script, not a package module)."""
+    import importlib.util
+    path = SPECS_DIR / "files" / "l1-makeft1" / "l1-root-modules.py"
+    spec = importlib.util.spec_from_file_location("l1_root_modules", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_root_modules_kept_by_startup_staged_libraries_and_imports(tmp_path):
+    """Kept: what ROOT loads at start-up, the module of each staged library, and their imports (the names
+    of .pcm files inside each .pcm); the others leave the lib folder and the module map, and the stale
+    modules.idx goes."""
+    rm = _root_modules()
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    pcm = {"Core": b"std.pcm libc.pcm", "std": b"", "libc": b"", "Tree": b"\0Core.pcm\0Net.pcm\0", "Net": b"",
+           "XMLIO": b"Core.pcm", "RooFit": b"Core.pcm Tree.pcm", "Gui": b"Core.pcm"}
+    for name, body in pcm.items():
+        (lib / f"{name}.pcm").write_bytes(b"CPCH" + body)
+    (lib / "libXMLIO.so").write_bytes(b"\x7fELF")          # a staged library: its module stays
+    (lib / "modules.idx").write_bytes(b"BCGI")
+    mmap = tmp_path / "ROOT.modulemap"
+    mmap.write_text('module ROOT_Config {\n  module "RConfig.h" { header "RConfig.h" export * }\n}\n'
+                    'module "RooFit" {\n  module "RooAbsPdf.h" { header "RooAbsPdf.h" export * }\n'
+                    '  link "libRooFit.so"\n  export *\n}\n'
+                    'module "Tree" { header "TTree.h" export * }\n'
+                    'module "Gui" {\n  requires cplusplus\n  module "TGFrame.h" { header "TGFrame.h" }\n}\n')
+    assert rm.main(str(lib), str(mmap)) == 0
+    assert {p.stem for p in lib.glob("*.pcm")} == {"Core", "std", "libc", "Tree", "Net", "XMLIO"}
+    assert not (lib / "modules.idx").exists()
+    text = mmap.read_text()
+    assert "RooFit" not in text and "Gui" not in text and "TGFrame" not in text
+    assert 'module "Tree" { header "TTree.h" export * }' in text and 'module "RConfig.h"' in text
