@@ -21,7 +21,7 @@ import urllib3.exceptions
 
 from release_manager import engine, tags
 from release_manager.errors import BuildError, EngineLost, RegistryError, UsageError
-from release_manager.plan import ImagePlan, Target, make_plan, package_query_command, platform_for
+from release_manager.plan import RUNTIME_IMAGE_ARG, ImagePlan, Target, make_plan, package_query_command, platform_for
 from release_manager.registry import Registry, load_credentials
 from release_manager.render import render_dockerfile, support_files
 from release_manager.sources import Revision, SourceRepo, build_context, resolve_url
@@ -108,10 +108,14 @@ def stage_closure(dockerfile: str, target: str) -> Tuple[str, List[str]]:
     stages: Dict[str, List[str]] = {}
     order: List[str] = []
     current = None
+    global_args: Dict[str, str] = {}   # ARG NAME=default before the first FROM: usable in FROM lines
     for line in dockerfile.splitlines():
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         words = line.split()
+        if current is None and words[0].upper() == "ARG" and len(words) == 2 and "=" in words[1]:
+            name, _, default = words[1].partition("=")
+            global_args[name] = default
         if words[0].upper() == "FROM":
             current = words[3] if len(words) >= 4 and words[2].upper() == "AS" else f"#{len(order)}"
             order.append(current)
@@ -126,8 +130,11 @@ def stage_closure(dockerfile: str, target: str) -> Tuple[str, List[str]]:
         needed.add(name)
         for line in stages[name]:
             words = line.split()
-            if words[0].upper() == "FROM":
-                todo.append(words[1])
+            if words[0].upper() == "FROM":   # a stage named by its default (debug: FROM ${RELMAN_RUNTIME_IMAGE})
+                base = words[1]
+                for arg, default in global_args.items():
+                    base = base.replace("${" + arg + "}", default)
+                todo.append(base)
             for w in words:
                 if w.startswith("--from="):
                     todo.append(w[len("--from="):])
@@ -217,6 +224,8 @@ class Builder:
         context = None  # a temporary file: a GlastRelease-sized context must not sit in memory
         results: List[BuildResult] = []
         runtime_layers = None
+        runtime_image: Optional[str] = None   # debug is built on this very image (see plan.RUNTIME_IMAGE_ARG)
+        runtime_pushed: Optional[str] = None
         for t in targets:
             key = build_key(dockerfile, support, revision, base_digest, t)
             wanted = [tags.release_tag(tag_prefix or revision.ref, t.image_suffix), tags.key_tag(key)]
@@ -237,8 +246,13 @@ class Builder:
                                                         submodules=revision.submodules, layers=plan.layers)
                         size = context.seek(0, os.SEEK_END)
                         self.echo(f"context: {nfiles} file(s), {size / 1e6:.1f} MB, commit {revision.commit[:12]}")
-                    self._build_one(plan, t, res, context, {**build_args, "RELMAN_BUILD_KEY": key}, repository,
-                                    no_cache)
+                    args = {**build_args, "RELMAN_BUILD_KEY": key}
+                    if t.variant == "debug" and runtime_pushed and not runtime_image:
+                        runtime_image = self._pull_runtime(repository, runtime_pushed)
+                        runtime_layers = self._layers_of(runtime_image)
+                    if t.variant == "debug" and runtime_image:
+                        args[RUNTIME_IMAGE_ARG] = runtime_image
+                    self._build_one(plan, t, res, context, args, repository, no_cache)
                     # cold for the first target only: the next ones (debug FROM runtime) must reuse the layers
                     # just built, else the debug image is not this runtime image plus one layer
                     no_cache = False
@@ -248,6 +262,9 @@ class Builder:
                     res.status = "built"
                 if t.variant == "runtime" and res.layers:
                     runtime_layers = [layer["digest"] for layer in res.layers]
+                    runtime_image = res.image_id
+                if t.variant == "runtime" and not res.image_id and res.digest:
+                    runtime_pushed = res.digest   # found in the registry only: pulled if debug must be built
                 if push and not res.pushed:
                     assert registry is not None   # made above whenever push is asked for
                     self._push(res, repository, registry)
@@ -266,6 +283,21 @@ class Builder:
         if context is not None:
             context.close()
         return results
+
+    def _pull_runtime(self, repository: str, digest: str) -> str:
+        """The runtime image a registry already holds, pulled so that a debug image built now extends it
+        (not a runtime stage rebuilt here, whose layers would differ from the pushed ones)."""
+        creds = load_credentials(self.settings, self.settings.registry)
+        self.echo(f"runtime is in the registry only: pulling {repository}@{digest} to build debug on it")
+        try:
+            self.api.pull(repository, tag=digest, auth_config=creds.docker_auth() if creds else None)
+            return self.api.inspect_image(f"{repository}@{digest}")["Id"]
+        except docker.errors.APIError as exc:
+            raise RegistryError(f"pulling the runtime image {repository}@{digest} to build debug on it failed: "
+                                f"{exc.explanation or exc}") from None
+
+    def _layers_of(self, image: str) -> List[str]:
+        return list(self.api.inspect_image(image)["RootFS"].get("Layers", []))
 
     def _targets(self, plan: ImagePlan, variants: Optional[List[str]]) -> List[Target]:
         chosen = [plan.target(v) for v in variants] if variants else list(plan.targets)

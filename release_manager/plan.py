@@ -21,6 +21,10 @@ LAYERS_DIR = "layers"            # build.layers parts in the build context (laye
 HELPERS_IN_IMAGE = "/usr/local/libexec/relman"
 FILES_IN_IMAGE = "/usr/src/relman-files"   # the spec's build.files ($RELMAN_FILES), beside the sources
 ENTRYPOINT = "/usr/local/bin/relman-entrypoint"
+# The image the debug stage extends: the runtime stage by default (a hand `docker build --target debug`);
+# relman build passes the id of the runtime image it has just built or found, so that the debug image is
+# that image plus one layer even when the engine's cache holds two chains of the same steps.
+RUNTIME_IMAGE_ARG = "RELMAN_RUNTIME_IMAGE"
 
 # OCI annotations that carry per-build values: declared as ARGs so they are never silently empty.
 # The spec hash and the description are per-build values too: a change of the cron, a note, a rule or a

@@ -141,11 +141,6 @@ def test_fresh_agent_skips_from_registry(tmp_path, settings, demo_repo, api):
     assert again.status == "skipped" and again.digest == first.digest
 
 
-# pending: its cold build leaves a second cached chain of the demo's steps in the engine, and later
-# builds of the demo may then put debug on the other chain (one-layer-over-runtime fails): seen in a
-# full run at stop 19 (54 errors). Run by hand with -m pending until the debug build is pinned to the
-# runtime image it belongs to.
-@pytest.mark.pending
 def test_cold_build_of_several_variants_layers_debug_on_this_runtime(tmp_path, settings, demo_repo, api):
     """--no-cache builds the first target cold; debug then sits on the runtime image just built (its
     one-layer-over-runtime check failed when every target was built without the cache)."""
@@ -155,6 +150,42 @@ def test_cold_build_of_several_variants_layers_debug_on_this_runtime(tmp_path, s
     assert [r.status for r in res] == ["built", "built"]
     assert all(c["ok"] for r in res for c in r.checks), [r.checks for r in res]
     rt = api.inspect_image(res[0].image_id)["RootFS"]["Layers"]
+    assert api.inspect_image(res[1].image_id)["RootFS"]["Layers"][:-1] == rt
+
+
+def test_debug_sits_on_the_runtime_image_even_with_a_newer_chain_in_the_cache(tmp_path, settings, demo_repo, api):
+    """The engine's cache picks the newest of two cached chains of the same steps. After a cold build
+    of another ref (a second, newer chain from the base up), a debug build whose runtime is found by
+    its key must still extend that runtime image, not a runtime stage rebuilt on the newer chain
+    (54 errors in a full run at stop 19, before the debug stage took the runtime image by id)."""
+    specs = variant_specs(tmp_path, "evtpin", lambda t: t)
+    b = Builder(settings, specs, echo=quiet, api=api)
+    runtime = b.build("evtpin", "v1.1.0", ["runtime"], force=True)[0]
+    other = b.build("evtpin", "v1.0.0", ["runtime"], force=True, no_cache=True)[0]
+    rt = api.inspect_image(runtime.image_id)["RootFS"]["Layers"]
+    assert api.inspect_image(other.image_id)["RootFS"]["Layers"][:2] != rt[:2], "the cold build shared layers"
+    lines: list = []
+    res = Builder(settings, specs, echo=lines.append, api=api).build("evtpin", "v1.1.0", ["runtime", "debug"])
+    assert [r.status for r in res] == ["skipped", "built"]
+    assert res[0].image_id == runtime.image_id
+    assert all(c["ok"] for c in res[1].checks), res[1].checks
+    assert api.inspect_image(res[1].image_id)["RootFS"]["Layers"][:-1] == rt
+
+
+def test_debug_built_on_a_runtime_only_in_the_registry_extends_the_pushed_image(tmp_path, settings, demo_repo, api):
+    """Runtime pushed from another agent (not on this engine): the debug build pulls it and extends it,
+    so a node that has the runtime pulls one layer more for debug."""
+    specs = variant_specs(tmp_path, "evtpull", lambda t: t)
+    pushed = Builder(settings, specs, echo=quiet, api=api).build("evtpull", "v1.1.0", ["runtime"], push=True,
+                                                                 force=True)[0]
+    rt = api.inspect_image(pushed.image_id)["RootFS"]["Layers"]
+    api.remove_image(pushed.image_id, force=True)
+    lines: list = []
+    res = Builder(settings, specs, echo=lines.append, api=api).build("evtpull", "v1.1.0", ["runtime", "debug"])
+    assert [r.status for r in res] == ["skipped", "built"] and res[0].digest == pushed.digest
+    assert any("pulling" in line and pushed.digest in line for line in lines), lines
+    assert all(c["ok"] for c in res[1].checks), res[1].checks
+    assert "one-layer-over-runtime" in {c["name"] for c in res[1].checks}
     assert api.inspect_image(res[1].image_id)["RootFS"]["Layers"][:-1] == rt
 
 

@@ -107,6 +107,25 @@ def test_stage_closure_follows_from_and_copy_from():
     assert ".relman/s.sh" in copied
 
 
+def test_stage_closure_follows_a_from_named_by_a_global_arg_default():
+    # debug is `FROM ${RELMAN_RUNTIME_IMAGE}`: its key must still cover the runtime stage it defaults to
+    df = "\n".join(["ARG RELMAN_RUNTIME_IMAGE=runtime", "FROM x AS base", "RUN a", "FROM base AS runtime", "RUN r",
+                    "FROM base AS other", "RUN b", "FROM ${RELMAN_RUNTIME_IMAGE} AS debug", "COPY p /"])
+    text, _ = stage_closure(df, "debug")
+    assert "RUN r" in text and "RUN a" in text and "RUN b" not in text
+
+
+def test_the_debug_key_follows_the_runtime_stage():
+    specs = load_specs(PROJECT_ROOT / "image_specs")
+    plan = make_plan(specs, "evtselect")
+    df = render_dockerfile(plan)
+    assert "FROM ${RELMAN_RUNTIME_IMAGE} AS debug" in df
+    changed = df.replace("FROM base AS runtime\n", "FROM base AS runtime\nRUN true\n")
+    assert changed != df
+    debug = plan.target("debug")
+    assert stage_closure(changed, debug.name)[0] != stage_closure(df, debug.name)[0]
+
+
 def test_no_change_nightly_skips_after_a_cron_change(tmp_path):
     """What the nightly compares is the key: a cron-only change gives the keys of the last nightly."""
     before = _keys(tmp_path, name="before")
