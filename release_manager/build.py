@@ -453,6 +453,11 @@ class Builder:
             self._untag(res)
             raise BuildError(f"{plan.name} {msg}: over budget (the spec says fail)")
         self.echo(("WARNING: over budget: " if over else "size: ") + msg)
+        if budget.target is not None:
+            res.size_budget.update(target=budget.target, over_target=res.size > budget.target)
+            if res.size > budget.target:
+                self.echo(f"WARNING: {t.name} is {(res.size - budget.target) / 1e6:.0f} MB over its "
+                          f"{budget.target / 1e6:.0f} MB size target")
 
     def _push(self, res: BuildResult, repository: str, registry: Registry):
         creds = load_credentials(self.settings, self.settings.registry)

@@ -120,7 +120,10 @@ def test_stage_commands():
                                           'evtselect:$REF-runtime" --report reports/')
     assert [s.name for s in JS.get("evtselect/build-env").stages] == ["Prepare", "Build", "Record"]
     assert JS.get("evtselect/promote").stages[-1].command == \
-        'relman promote evtselect "$TAG" --to "$TARGET" --by "$BUILD_USER_ID" --reason "$REASON"'
+        'relman promote evtselect "$TAG" --to "$TARGET" --channel "$CHANNEL" --by "$BUILD_USER_ID" --reason "$REASON"'
+    # a package without channels has no CHANNEL parameter
+    assert JS.get("sciencetools/promote").stages[-1].command == \
+        'relman promote sciencetools "$TAG" --to "$TARGET" --by "$BUILD_USER_ID" --reason "$REASON"'
     assert JS.get("evtselect/debug-build").stages[-1].command == \
         'relman debug-build evtselect --ref "$REF" --requester "$REQUESTER"'
     assert JS.get("sciencetools/nightly").stages[-1].command == "relman nightly sciencetools"

@@ -81,12 +81,17 @@ def test_workflow_jobs_locally(fake):
     run_local(JS.get("evtselect/promote"), {"TAG": "v1.1.0-runtime", "TARGET": "stable-runtime",
                                              "REASON": "passed verification, see #12"},
               fake.ws, echo=lambda m: None, base_env=fake.env)
+    run_local(JS.get("evtselect/promote"), {"TAG": "v1.1.0-runtime", "TARGET": "stable-runtime",
+                                             "REASON": "for batch", "CHANNEL": "batch"},
+              fake.ws, echo=lambda m: None, base_env=fake.env)
     run_local(JS.get("evtselect/debug-build"), {"REF": "feature/x", "REQUESTER": "bob"}, fake.ws,
               echo=lambda m: None, base_env=fake.env)
     run_local(JS.get("sciencetools/nightly"), {}, fake.ws, echo=lambda m: None, base_env=fake.env)
     calls = [c for c in fake.calls() if c[0] != "pipeline"]
-    assert calls == [["promote", "evtselect", "v1.1.0-runtime", "--to", "stable-runtime", "--by", "alice",
-                      "--reason", "passed verification, see #12"],
+    assert calls == [["promote", "evtselect", "v1.1.0-runtime", "--to", "stable-runtime", "--channel", "", "--by",
+                      "alice", "--reason", "passed verification, see #12"],
+                     ["promote", "evtselect", "v1.1.0-runtime", "--to", "stable-runtime", "--channel", "batch", "--by",
+                      "alice", "--reason", "for batch"],
                      ["debug-build", "evtselect", "--ref", "feature/x", "--requester", "bob"],
                      ["nightly", "sciencetools"]]
 
@@ -98,7 +103,8 @@ CASES = [("evtselect/build-runtime", "REF", {}), ("evtselect/debug-build", "REF"
          ("evtselect/debug-build", "REQUESTER", {"REF": "main"}),
          ("evtselect/promote", "TAG", {"TARGET": "stable", "REASON": "ok"}),
          ("evtselect/promote", "TARGET", {"TAG": "v1.1.0-runtime", "REASON": "ok"}),
-         ("evtselect/promote", "REASON", {"TAG": "v1.1.0-runtime", "TARGET": "stable"})]
+         ("evtselect/promote", "REASON", {"TAG": "v1.1.0-runtime", "TARGET": "stable"}),
+         ("evtselect/promote", "CHANNEL", {"TAG": "v1.1.0-runtime", "TARGET": "stable", "REASON": "ok"})]
 
 
 @pytest.mark.parametrize("job,param,others", CASES, ids=[f"{j}:{p}" for j, p, _ in CASES])

@@ -24,10 +24,7 @@ from conftest import FERMI
 
 # the cold image build (runtime, debug, full) with the host build overlapped: 12.4 min on this 2-core machine
 # under load (docs/l1.md); the timeout leaves room for a busier one.
-# pending (left out of scripts/test and CI): the module passed on a warm engine (6 passed, 253 s) but
-# not yet in one cold run after its last changes, and it shares the engine-cache problem named in
-# test_build_engine.py's cold-build test. Run by hand: python3 -m pytest -m pending tests/test_l1_engine.py
-pytestmark = [pytest.mark.engine, pytest.mark.pending, pytest.mark.timeout(3600)]
+pytestmark = [pytest.mark.engine, pytest.mark.timeout(3600)]
 MERIT = FERMI / "merit"
 FILES = ("default", "gamma_5_gev_normal", "vertical_surface_muons")
 EVT = "/opt/fermitools/refdata/fermi/evtClassDefs"

@@ -63,17 +63,42 @@ def register(main):
     @click.option("--by", "by", required=True, help="who promotes (Jenkins: $BUILD_USER_ID)")
     @click.option("--reason", required=True, help="why: recorded with the promotion")
     @click.option("--override", is_flag=True, help="promote even an unverified image (audited; needs --reason)")
+    @click.option("--channel", help="then move this channel of the spec (e.g. l1) to the promoted image; with an "
+                                    "earlier promoted TAG: a rollback")
     @click.option("--dry-run", is_flag=True, help="check and say what would be promoted; change nothing")
     @click.option("--json", "as_json", is_flag=True)
     @click.pass_obj
-    def promote_cmd(settings, package, tag, to, by, reason, override, dry_run, as_json):
+    def promote_cmd(settings, package, tag, to, by, reason, override, channel, dry_run, as_json):
         """Promote the verified image(s) of PACKAGE at TAG: a registry manifest copy, no rebuild."""
         from release_manager.workflows.promote import promote
         report = promote(_ctx(settings, _echo_for(as_json)), package, tag, to, by, reason, dry_run=dry_run,
-                         override=override)
+                         override=override, channel=channel or None)
         _out(report, as_json)
         if not as_json:
-            click.echo(f"promote {package} {tag}: {report['status']}: {report.get('message', '')}")
+            click.echo(f"promote {package} {tag}: {report['status']}: {report.get('message', '')}"
+                       + (f"; channel {channel}: {report['channel'].get('result')}" if channel else ""))
+
+    @main.command("channels")
+    @click.argument("package")
+    @click.option("--json", "as_json", is_flag=True)
+    @click.pass_obj
+    def channels_cmd(settings, package, as_json):
+        """PACKAGE's channels: where each points (registry and release database), and every move."""
+        from release_manager.workflows.promote import channel_report
+        report = channel_report(_ctx(settings, _echo_for(as_json)), package)
+        if as_json:
+            _out(report, True)
+            return
+        for c in report["channels"]:
+            cur = c["current"]
+            click.echo(f"{c['name']}: {c['description']} ({c['variant']})")
+            click.echo(f"  registry {c['tag']} = {c['registry_digest'] or 'not set'}"
+                       + ("" if c["in_step"] else "  MOVED OUTSIDE relman (the last recorded move differs)"))
+            if cur:
+                click.echo(f"  since {cur['moved_at']}: {cur['from_tag']} (image {cur['image']}) by {cur['moved_by']}"
+                           + (f": {cur['reason']}" if cur["reason"] else ""))
+            for m in c["history"][1:]:
+                click.echo(f"  before {m['moved_at']}: {m['from_tag']} ({m['digest'][:19]}) by {m['moved_by']}")
 
     @main.command("retire")
     @click.argument("package")

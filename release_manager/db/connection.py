@@ -24,7 +24,7 @@ RETRIES = 12
 LOCK_TIMEOUT = 30.0            # seconds a write waits for a lock another process holds (RELMAN_DB_LOCK_TIMEOUT)
 # The newest migration in migrations/versions (a test keeps the two equal). The schema guard compares
 # alembic_version with it directly, so a command does not pay for importing alembic.
-SCHEMA_HEAD = "0004"
+SCHEMA_HEAD = "0005"
 
 
 class DatabaseError(RelmanError):

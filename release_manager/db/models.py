@@ -184,6 +184,28 @@ class Promotion(Base):
     image: Mapped[Image] = relationship()
 
 
+class ChannelMove(Base):
+    """A channel (the spec's `channels`: a moving tag a pipeline runs from, e.g. L1's `l1`) set to a promoted
+    image. The newest row of (package, channel) is where the channel points; the rows before it are its
+    history (a rollback is a move back). previous_digest: what the registry tag held before the move."""
+    __tablename__ = "channel_moves"
+    __table_args__ = (Index("ix_channel_moves_channel", "package_id", "channel"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    package_id: Mapped[int] = mapped_column(ForeignKey("packages.id", name="fk_channel_moves_package"))
+    channel: Mapped[str] = mapped_column(String(NAME))
+    image_pk: Mapped[int] = mapped_column(ForeignKey("images.id", name="fk_channel_moves_image"))
+    digest: Mapped[str] = mapped_column(String(SHA))
+    previous_digest: Mapped[Optional[str]] = mapped_column(String(SHA))
+    from_tag: Mapped[str] = mapped_column(String(NAME))        # the promoted tag the channel now equals
+    moved_by: Mapped[str] = mapped_column(String(NAME))
+    moved_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    reason: Mapped[Optional[str]] = mapped_column(Text)
+
+    package: Mapped[Package] = relationship()
+    image: Mapped[Image] = relationship()
+
+
 class DebugRequest(Base):
     __tablename__ = "debug_requests"
     __table_args__ = (Index("ix_debug_requests_package", "package_id", "status"),)

@@ -6,7 +6,7 @@ parameters Jenkins asks for, the properties it stores and the commands that run 
 Jobs, one folder per package:
     <pkg>/build-<variant>          every variant of the spec (and build-component-<name>)
     <pkg>/nightly                  only where spec.jenkins.nightly is set (cron from the spec)
-    <pkg>/promote                  TAG, TARGET, REASON; for spec.jenkins.promote_by
+    <pkg>/promote                  TAG, TARGET, REASON (CHANNEL with spec.channels); for spec.jenkins.promote_by
     <pkg>/debug-build              REF, REQUESTER; for spec.jenkins.debug_build_by (packages with a debug variant)
     <pkg>/maintenance              daily: relman gc, relman status --html (archived), then relman reconcile
                                    (fails while database and registry differ)
@@ -254,19 +254,25 @@ def build_jobs(specs: SpecSet, settings, opts: Optional[JenkinsOptions] = None) 
                             junit=f"{REPORTS_DIR}/**/*.xml", archive=f"{results},{REPORTS_DIR}/**/*.html", **common))
 
         full = f"{name}/promote"
+        promote_params = [Param("TAG", "existing image tag to promote, e.g. v1.1.0-runtime", "tag"),
+                          Param("TARGET", "tag to point at it, e.g. stable-runtime", "tag"),
+                          Param("REASON", "why: recorded with the promotion", "reason")]
+        channel_opt = ""
+        if spec.channels:   # the moving tags pipelines run from (e.g. L1's l1): empty moves none
+            promote_params.append(Param("CHANNEL", "channel to move to the promoted image, or empty: "
+                                        + ", ".join(sorted(spec.channels)), "channel", required=False))
+            channel_opt = ' --channel "$CHANNEL"'
         jobs.append(Job(name="promote", kind="promote",
                         summary=f"Promote an image of {name} to a target tag (release managers: "
                                 f"{', '.join(js.promote_by)}).",
-                        parameters=[Param("TAG", "existing image tag to promote, e.g. v1.1.0-runtime", "tag"),
-                                    Param("TARGET", "tag to point at it, e.g. stable-runtime", "tag"),
-                                    Param("REASON", "why: recorded with the promotion", "reason")],
+                        parameters=promote_params,
                         context=[Param("BUILD_USER_ID", "the Jenkins user running the job (build-user-vars plugin)",
                                        "requester")],
                         build_user=True, allowed_groups=list(js.promote_by), disable_concurrent=True,
                         timeout_minutes=PROMOTE_TIMEOUT_MINUTES,
                         stages=[_prepare(full),
-                                Stage("Promote", f'relman promote {name} "$TAG" --to "$TARGET" --by "$BUILD_USER_ID" '
-                                                 f'--reason "$REASON"', push + _db_creds(opts))],
+                                Stage("Promote", f'relman promote {name} "$TAG" --to "$TARGET"{channel_opt} '
+                                                 f'--by "$BUILD_USER_ID" --reason "$REASON"', push + _db_creds(opts))],
                         archive=results, **common))
 
         if "debug" in spec.variants:

@@ -44,7 +44,19 @@ def _reason(value: str) -> str:
     return valid.reason(value, "reason")
 
 
+def _channel(value: str) -> str:
+    """Empty (move no channel) or a channel name; which channels the package has, `relman promote` checks."""
+    from release_manager.spec.model import _channel_name
+    if value == "":
+        return value
+    try:
+        return _channel_name(value)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
 CHECKS: Dict[str, Callable[[str], str]] = {
+    "channel": _channel,
     "ref": _ref,
     "build-ref": _build_ref,
     "tag": _tag,

@@ -311,11 +311,38 @@ class DataItem(Strict):
 class SizeBudget(Strict):
     max: Annotated[int, Field(gt=0)]
     on_exceed: Literal["warn", "fail"] = "warn"
+    # the size aimed at, below max: a build over it passes with a warning that says by how much
+    target: Optional[Annotated[int, Field(gt=0)]] = None
 
-    @field_validator("max", mode="before")
+    @field_validator("max", "target", mode="before")
     @classmethod
     def _size(cls, v):
-        return parse_size(v)
+        return None if v is None else parse_size(v)
+
+    @model_validator(mode="after")
+    def _target_below_max(self):
+        if self.target is not None and self.target > self.max:
+            raise ValueError(f"target ({self.target} bytes) is above max ({self.max} bytes)")
+        return self
+
+
+# names a channel's tag may not take: the other tag kinds of release_manager/tags.py
+CHANNEL_RESERVED = ("nightly", "release-", "bk-", "dev-")
+
+
+def _channel_name(v: str) -> str:
+    if not re.match(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*\Z", v) or len(v) > 40:
+        raise ValueError(f"{v!r} is not a channel name (lowercase letters and digits joined by '-', at most 40)")
+    if v.startswith(CHANNEL_RESERVED):
+        raise ValueError(f"{v!r} starts like another kind of tag ({', '.join(CHANNEL_RESERVED)})")
+    return v
+
+
+class Channel(Strict):
+    """A moving tag a pipeline runs from (L1's makeFT1 step runs `l1-makeft1:l1`). `relman promote ...
+    --channel NAME` points it at a verified, promoted image of `variant`; every move is recorded."""
+    variant: Name = "runtime"                # a variant or a component name
+    description: OneLine
 
 
 class Component(Strict):
@@ -543,6 +570,7 @@ class PackageSpec(Strict):
     checks: Checks = Checks()
     verification: Optional[Verification] = None
     jenkins: JenkinsSection = JenkinsSection()
+    channels: Dict[Annotated[str, AfterValidator(_channel_name)], Channel] = Field(default_factory=dict)
     notes: List[OneLine] = Field(default_factory=list, description="facts and their sources")
 
     @field_validator("environment")
@@ -562,6 +590,12 @@ class PackageSpec(Strict):
         names = [c.name for c in self.components]
         if len(set(names)) != len(names):
             raise ValueError("components: a name is used twice")
+        for name, ch in self.channels.items():
+            if ch.variant not in self.variants and ch.variant not in names:
+                raise ValueError(f"channels.{name}.variant: {ch.variant!r} is not one of this package's variants "
+                                 f"or components {list(self.variants) + names}")
+            if any(name.endswith(f"-{v}") for v in list(self.variants) + names):
+                raise ValueError(f"channels: {name!r} ends like a release tag (<ref>-<variant>)")
         if self.jenkins.nightly:
             for v in self.jenkins.nightly.variants:
                 if v not in self.variants:

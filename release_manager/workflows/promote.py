@@ -1,4 +1,4 @@
-"""`relman promote PACKAGE TAG [--to NAME] --by USER --reason TEXT` and `relman retire PACKAGE TAG`.
+"""`relman promote PACKAGE TAG [--to NAME] [--channel C] --by USER --reason TEXT` and `relman retire PACKAGE TAG`.
 
 TAG is either one image's tag (v1.1.0-runtime: that image; the promoted tag is NAME) or a release
 ref (v1.1.0: every variant built from it; the promoted tags are NAME-<variant>). NAME defaults to
@@ -6,6 +6,10 @@ release-TAG. Promotion never rebuilds: the registry copies the manifest (Registr
 digest is checked before and after. Only images whose latest verification passed are promoted,
 unless --override (audited, with the reason). A promoted tag is immutable: it never moves to
 another digest, not even after the image is retired.
+
+A channel (the spec's `channels`, e.g. L1's `l1`) is the one kind of tag that moves: --channel C, after
+the promotion, points C at the promoted image of C's variant and records the move (db/channels.py). TAG
+may be an earlier promoted tag: that is a rollback. An image a channel points at cannot be retired.
 """
 from __future__ import annotations
 
@@ -43,6 +47,8 @@ def find_sources(ctx: Context, package: str, tag: str, to: Optional[str]) -> Lis
                 return None
     one = carrier(tag)
     if one is not None:
+        if to is None and tag in {p["to_tag"] for p in rows[one]["promotions"]}:
+            to = tag    # already a promoted tag of it (a channel moved back to an earlier release)
         return [{"row": rows[one], "source_tag": tag, "to_tag": tags.check_tag(to or f"release-{tag}")}]
     name = to or f"release-{tags.ref_slug(tag)}"
     out, missing = [], []
@@ -61,15 +67,32 @@ def find_sources(ctx: Context, package: str, tag: str, to: Optional[str]) -> Lis
     return out
 
 
+def check_channel(ctx: Context, package: str, channel: str, override: bool):
+    """The spec's channel of that name (a typo must not create a tag nobody runs from)."""
+    from release_manager.plan import make_plan
+    channels = make_plan(ctx.specs, package).spec.channels
+    if channel not in channels:
+        raise UsageError(f"--channel {channel!r}: {package}'s spec declares "
+                         + (f"the channel(s) {', '.join(sorted(channels))}" if channels else "no channel")
+                         + " (spec field `channels`)")
+    if override:
+        raise UsageError(f"--channel {channel} with --override: a channel points only at verified images")
+    return channels[channel]
+
+
 def promote(ctx: Context, package: str, tag: str, to: Optional[str], by: str, reason: str,
-            dry_run: bool = False, override: bool = False) -> Dict[str, Any]:
+            dry_run: bool = False, override: bool = False, channel: Optional[str] = None) -> Dict[str, Any]:
+    """Promote; with a channel, then move the channel's tag to the promoted image of its variant."""
     check_user(by, "--by")
     reason = check_reason(reason, "--reason" if not override else "--reason (required with --override)")
+    ch = check_channel(ctx, package, channel, override) if channel else None
     ctx.actor = by
     report: Dict[str, Any] = {"status": "checking", "tag": tag, "by": by, "reason": reason, "override": override,
                               "dry_run": dry_run, "images": []}
+    if channel:
+        report["channel"] = {"name": channel}
     try:
-        return _promote(ctx, package, tag, to, by, reason, dry_run, override, report)
+        return _promote(ctx, package, tag, to, by, reason, dry_run, override, report, (channel, ch))
     except RelmanError as exc:
         report.update(status="refused" if isinstance(exc, (PromotionRefused, NotFound)) else "failed",
                       message=str(exc))
@@ -80,8 +103,16 @@ def promote(ctx: Context, package: str, tag: str, to: Optional[str], by: str, re
         raise
 
 
-def _promote(ctx, package, tag, to, by, reason, dry_run, override, report):
+def _promote(ctx, package, tag, to, by, reason, dry_run, override, report, channel=(None, None)):
     sources = find_sources(ctx, package, tag, to)
+    name, ch = channel
+    on_channel = None
+    if ch is not None:
+        hits = [s for s in sources if ch.variant in (s["row"]["variant"], s["row"]["target"])]
+        if not hits:
+            raise PromotionRefused(f"channel {name} takes the {ch.variant} image; {tag} gives "
+                                   f"{', '.join(s['row']['target'] for s in sources)}: nothing moved")
+        on_channel = hits[0]
     reg = ctx.registry()
     all_rows = image_rows(ctx, package)
     promoted_to = {}                        # promoted tag -> digest it was promoted with (immutable)
@@ -133,6 +164,8 @@ def _promote(ctx, package, tag, to, by, reason, dry_run, override, report):
             ctx.echo(f"would promote {r['variant']:8} {r['repository']}@{r['digest']} -> {dest}"
                      + (" (already)" if item["already"] else "") + (" OVERRIDE" if item.get("override") else ""))
         report.update(status="dry-run", message=f"{len(plan)} image(s) would be promoted")
+        if on_channel is not None:
+            _move_channel(ctx, reg, package, name, on_channel, by, reason, report, dry_run=True)
         write_summary(ctx, "promote", package, report)
         return report
     from release_manager.db import record_promotion
@@ -159,8 +192,45 @@ def _promote(ctx, package, tag, to, by, reason, dry_run, override, report):
                                              f"image(s) promoted" + (" WITH OVERRIDE" if overridden else ""))
     if overridden:
         report["overridden"] = overridden
+    if on_channel is not None:
+        _move_channel(ctx, reg, package, name, on_channel, by, reason, report)
     write_summary(ctx, "promote", package, report)
     return report
+
+
+def _move_channel(ctx: Context, reg, package: str, channel: str, source: Dict[str, Any], by: str, reason: str,
+                  report: Dict[str, Any], dry_run: bool = False) -> None:
+    """The channel's tag becomes a manifest copy of the promoted image (checked before and after), and the move
+    is recorded with what the tag held before. The promotion above already checked the image is verified."""
+    from release_manager.db.channels import current_channels, record_channel_move
+    r, dest = source["row"], source["to_tag"]
+    path = registry_path(r["repository"])
+    held = reg.manifest_digest(path, channel)
+    with ctx.database().read() as s:
+        recorded = current_channels(s, package).get(channel)
+    info = report["channel"]
+    info.update(tag=f"{r['repository']}:{channel}", digest=r["digest"], previous_digest=held, from_tag=dest,
+                image=r["id"])
+    if recorded and held and recorded["digest"] != held:
+        ctx.echo(f"note: {r['repository']}:{channel} holds {held}, but its last recorded move was to "
+                 f"{recorded['digest']}: it was moved outside relman")
+    if held == r["digest"] and recorded and recorded["digest"] == r["digest"]:
+        info["result"] = "unchanged"
+        ctx.echo(f"channel {channel} already points at {r['digest']} ({dest})")
+        return
+    if dry_run:
+        info["result"] = "would move"
+        ctx.echo(f"would move channel {channel}: {held or '(new)'} -> {r['digest']} ({dest})")
+        return
+    got = reg.retag(path, r["digest"], channel)
+    after = reg.manifest_digest(path, channel)
+    if not (got == after == r["digest"]):
+        raise RelmanError(f"moving channel {channel} to {r['repository']}@{r['digest']}: digest changed "
+                          f"(copy {got}, after {after})")
+    info["move"] = record_channel_move(package, channel, r["id"], r["digest"], dest, held, actor=by, reason=reason,
+                                       db=ctx.database())
+    info["result"] = "moved"
+    ctx.echo(f"channel {channel}: {r['repository']}:{channel} = {after} ({dest}; was {held or 'not set'})")
 
 
 def _promote_sifs(ctx: Context, reg, path: str, r, dest: str) -> List[str]:
@@ -187,6 +257,26 @@ def _record_override(ctx: Context, r, dest: str, src: str, by: str, reason: str)
     return record_override_promotion(r["id"], src, dest, by, reason, r["verdict"], db=ctx.database())
 
 
+def channel_report(ctx: Context, package: str) -> Dict[str, Any]:
+    """Each channel of the spec: the registry's digest, the recorded moves (newest first), whether they agree."""
+    from release_manager.db.channels import channel_moves
+    from release_manager.plan import make_plan
+    spec = make_plan(ctx.specs, package).spec
+    repository = tags.repository(ctx.settings.registry, ctx.settings.namespace, package)
+    reg = ctx.registry()
+    out = []
+    with ctx.database().read() as s:
+        moves = channel_moves(s, package)
+    for name, ch in sorted(spec.channels.items()):
+        history = [m for m in moves if m["channel"] == name]
+        held = reg.manifest_digest(registry_path(repository), name)
+        out.append({"name": name, "variant": ch.variant, "description": ch.description,
+                    "tag": f"{repository}:{name}", "registry_digest": held,
+                    "current": history[0] if history else None, "history": history,
+                    "in_step": held == (history[0]["digest"] if history else None)})
+    return {"package": package, "channels": out}
+
+
 # ---------------------------------------------------------------------- retire
 
 def retire(ctx: Context, package: str, tag: str, by: str, reason: str, dry_run: bool = False) -> Dict[str, Any]:
@@ -203,6 +293,13 @@ def retire(ctx: Context, package: str, tag: str, by: str, reason: str, dry_run: 
                 hits.append((r, p["to_tag"]))
     if not hits:
         raise NotFound(f"{package}: no promoted tag {tag!r} (nor {tag}-<variant>) in the release database")
+    from release_manager.db.channels import current_channels
+    with ctx.database().read() as s:
+        pointing = {c: m for c, m in current_channels(s, package).items() if m["image"] in {r["id"] for r, _ in hits}}
+    if pointing:   # a pipeline runs from it: move the channel first, or the next jobs pull a retired image
+        raise PromotionRefused(f"retire {package} {tag} refused: channel(s) " + ", ".join(
+            f"{c} (since {m['moved_at']}, by {m['moved_by']})" for c, m in sorted(pointing.items()))
+            + f" point at it; move them first (`relman promote {package} OTHER-TAG --channel NAME`)")
     report: Dict[str, Any] = {"status": "dry-run" if dry_run else "retired", "tag": tag, "by": by, "reason": reason,
                               "images": []}
     from release_manager.db import transition
