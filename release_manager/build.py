@@ -253,8 +253,8 @@ class Builder:
                     if t.variant == "debug" and runtime_image:
                         args[RUNTIME_IMAGE_ARG] = runtime_image
                     self._build_one(plan, t, res, context, args, repository, no_cache)
-                    # cold for the first target only: the next ones (debug FROM runtime) must reuse the layers
-                    # just built, else the debug image is not this runtime image plus one layer
+                    # cold for the first target only: the next ones reuse the stages just built (a cold debug
+                    # or full build would compile everything again, and differ from runtime's build stage)
                     no_cache = False
                     res.checks = [c.as_dict() for c in self._check(plan, t, res, runtime_layers)]
                     self._manifest(plan, res)

@@ -203,9 +203,9 @@ def test_ft1_rows_match_an_independent_reading_of_the_merit(ft1_products, l1_cut
 @pytest.fixture(scope="module")
 def l1_promoted(st_settings, specs, api, l1_build, l1_host_build, tmp_path_factory):
     """The spec's verification (image twice for determinism, host build once, FT1 compared by rule), recorded;
-    then `relman promote` puts the verified runtime image on the tag L1 runs from (a name of this run's own:
-    promoted tags are immutable and the registry outlives the session; removed at the end).
-    Returns (verification, promotion report, promoted tag)."""
+    then `relman promote --channel l1` promotes the verified runtime image (to a tag of this run's own: promoted
+    tags are immutable and the registry outlives the session; removed at the end) and moves the channel L1
+    runs from, `l1-makeft1:l1`, to it (channels move; it stays). Returns (verification, promotion report, tag)."""
     from release_manager.db import for_settings, migrate
     from release_manager.registry import Registry
     from release_manager.workflows import verification
@@ -222,7 +222,8 @@ def l1_promoted(st_settings, specs, api, l1_build, l1_host_build, tmp_path_facto
     rep, tag = None, f"l1-test-{uuid.uuid4().hex[:8]}"
     if v.verdict == "passed":
         verification.record(ctx, image_pk, v)
-        rep = promote(ctx, "l1-makeft1", f"{L1_TAG}-runtime", tag, "alice", "L1 runs makeFT1 from this image")
+        rep = promote(ctx, "l1-makeft1", f"{L1_TAG}-runtime", tag, "alice", "L1 runs makeFT1 from this image",
+                      channel="l1")
     yield v, rep, tag
     if rep is not None:
         untag(Registry(st_settings.registry), f"{st_settings.namespace}/l1-makeft1", tag)
@@ -238,6 +239,9 @@ def test_verified_against_the_host_build_and_promoted_to_l1(st_settings, l1_buil
     assert rep["status"] == "promoted", rep
     reg = Registry(st_settings.registry)
     assert reg.manifest_digest(f"{st_settings.namespace}/l1-makeft1", tag) == l1_build["runtime"].digest
+    # the channel L1 runs from now holds that image, and the move is recorded
+    assert rep["channel"]["result"] in ("moved", "unchanged"), rep["channel"]
+    assert reg.manifest_digest(f"{st_settings.namespace}/l1-makeft1", "l1") == l1_build["runtime"].digest
 
 
 def test_makeft1_array_job_from_the_promoted_image_on_grid_engine(st_settings, l1_promoted):
@@ -251,7 +255,7 @@ def test_makeft1_array_job_from_the_promoted_image_on_grid_engine(st_settings, l
     from release_manager.config import PROJECT_ROOT
     from release_manager.farm import accounting
     from release_manager.farm.site import load_site
-    _, rep, tag = l1_promoted
+    _, rep, _tag = l1_promoted
     assert rep and rep["status"] == "promoted"
     subprocess.run([str(PROJECT_ROOT / "scripts" / "farm" / "gridengine"), "up"], check=True, capture_output=True)
     site = load_site("local-sge-docker")[0]
@@ -264,11 +268,13 @@ def test_makeft1_array_job_from_the_promoted_image_on_grid_engine(st_settings, l
     script = (f'case "$RELMAN_TASK_ID" in {pick} esac; exec ' + " ".join(
         _argv("x", "ft1.fits", f"{EVT}/data/pass8.0_Transient_cuts_L1")).replace(
         "rootFile=/merit/x-merit.root", 'rootFile="/scratch/l1-test-$f-merit.root"').replace("/out/", ""))
-    image = f"{st_settings.registry}/{st_settings.namespace}/l1-makeft1:{tag}"
+    image = f"{st_settings.registry}/{st_settings.namespace}/l1-makeft1:l1"    # the channel L1 runs from
     r = CliRunner().invoke(main, ["farm", "submit", "--site", "local-sge-docker", "--image", image, "--tasks",
                                   str(len(FILES)), "--json", "--", "sh", "-c", script])
     assert r.exit_code == 0, r.output
     job = json.loads(r.output)
+    # the channel is resolved once, at submit: every task runs the promoted image, whatever moves later
+    assert job["image"].endswith(f"/l1-makeft1@{rep['channel']['digest']}"), job["image"]
     d = Path(job["directory"])
     try:
         rows = accounting.wait(site, job["job_id"], tasks=len(FILES), timeout=900)
