@@ -301,6 +301,10 @@ class Builder:
 
     def _targets(self, plan: ImagePlan, variants: Optional[List[str]]) -> List[Target]:
         chosen = [plan.target(v) for v in variants] if variants else list(plan.targets)
+        if any(t.variant == "debug" for t in chosen) and not any(t.variant == "runtime" for t in chosen):
+            # debug is its runtime image plus one layer: that image is found by its key (or built) first
+            self.echo("debug asked without runtime: runtime added (skipped when this engine or the registry has it)")
+            chosen.append(plan.target("runtime"))
         # each kind's place (debug is checked against runtime's layers: runtime first)
         chosen.sort(key=lambda t: t.kind.order)
         return chosen
