@@ -85,6 +85,14 @@ def package_row(name: str, loaded, platforms, history: Optional[Dict[str, Any]],
     for p in h["promotions"]:  # in time order: the last promotion to a tag is where it points
         promoted[p["to_tag"]] = {"tag": p["to_tag"], "image": p["image"], "at": p.get("promoted_at")}
     row["promoted_tags"] = sorted(promoted)
+    # channels (the moving tags a pipeline runs from): where each points, by its newest recorded move
+    moves = h.get("channels")
+    if moves is None:   # history(): every move, oldest first
+        moves = {}
+        for m in h.get("channel_moves") or []:
+            moves[m["channel"]] = m
+    row["channels"] = {c: {"tag": m["from_tag"], "image": m["image"], "digest": m["digest"],
+                           "by": m["moved_by"], "at": m["moved_at"]} for c, m in sorted(moves.items())}
     nightlies = [i for i in h["images"] if _nightly_tag(i)]
     if nightlies:
         last = nightlies[-1]

@@ -164,7 +164,8 @@ def index_html(rows: List[Dict[str, Any]], site: Path, copied, generated: str) -
         for v in variants:
             cell, cls = _latest_cell(r["latest"].get(v), site, copied)
             cells.append(f'<td class="{cls}">{cell}</td>')
-        cells += [f"<td>{e(', '.join(r.get('promoted_tags', [])))}</td>",
+        chans = [f"{c}={m['tag']}" for c, m in r.get("channels", {}).items()]
+        cells += [f"<td>{e(', '.join(r.get('promoted_tags', []) + chans))}</td>",
                   f"<td class=\"{e(n.get('state'))}\">{e(n.get('tag') or '-')} {e(n.get('state') or '')}</td>",
                   f"<td data-sort=\"{n.get('age_days') if n.get('age_days') is not None else ''}\">"
                   f"{e(n.get('age_days') if n else '-')}</td>",
@@ -183,6 +184,8 @@ def package_html(r: Dict[str, Any], history: Optional[Dict[str, Any]], site: Pat
              ("special dependencies", ", ".join(r.get("special_dependencies", []))),
              ("placeholders left", ", ".join(r.get("placeholder_fields", [])) or ("none" if r.get("in_specs") else "-")),
              ("promoted tags", ", ".join(r.get("promoted_tags", []))),
+             ("channels", ", ".join(f"{c} = {m['tag']} ({m['digest']}), moved by {m['by']} at {m['at']}"
+                                    for c, m in r.get("channels", {}).items()) or "-"),
              ("Jenkins jobs", ", ".join(r.get("jenkins_jobs", [])))]
     parts.append("<table>" + "".join(f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in facts) + "</table>")
     size: Dict[str, List[Tuple[str, float]]] = {}

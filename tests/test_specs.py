@@ -1,6 +1,7 @@
 """`relman specs check` on the real specs and on a corpus of malformed ones."""
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -128,3 +129,13 @@ def test_unknown_variant_for_render():
 @pytest.mark.parametrize("text,size", [("800MB", 800 * 10**6), ("1.5GiB", int(1.5 * 2**30)), ("1 GB", 10**9), (42, 42)])
 def test_sizes(text, size):
     assert parse_size(text) == size
+
+
+def test_channels_of_a_package_without_any(tmp_path):
+    # no database, no registry: RELMAN_DB_URL points at a folder that does not exist, and it must not be opened
+    env_db = f"sqlite:///{tmp_path}/missing/relman.db"
+    r = subprocess.run([sys.executable, "-m", "release_manager", "channels", "sciencetools"], capture_output=True,
+                       text=True, env={**os.environ, "RELMAN_DB_URL": env_db})
+    assert r.returncode == 0, r.stderr
+    assert "sciencetools: its spec declares no channel (spec field `channels`)" in r.stdout
+    assert not (tmp_path / "missing").exists()

@@ -14,6 +14,7 @@ from click.testing import CliRunner
 from test_db_helpers import result, sha
 
 from release_manager.config import PROJECT_ROOT
+from release_manager.db.models import Image
 
 DAYS = ["2024-06-01", "2024-06-02", "2024-06-03"]
 
@@ -48,6 +49,9 @@ def board_db(tmp_path_factory):
                         started=f"{DAYS[2]}T04:00:00Z", finished=f"{DAYS[2]}T04:01:00Z",
                         report_location="https://jenkins.example/job/evtselect/nightly/3/report.html", db=db)
     record_promotion(ids[("runtime", 2)], "stable-runtime", actor="alice", reason="test", db=db)
+    from release_manager.db.channels import record_channel_move
+    record_channel_move("evtselect", "batch", ids[("runtime", 2)], sha("evtselect-runtime-12-digest"), "stable-runtime",
+                        None, actor="bob", reason="batch runs it", db=db)
     from release_manager.db import record_sif
     record_sif("evtselect", image_digest=sha("evtselect-runtime-12-digest"), source="docker://x", sha256=sha("sif"),
                size=33_000_000, apptainer_version="1.4.5", signer=sha("key"),
@@ -98,6 +102,9 @@ def test_evtselect_row_facts(run, board_db):
     assert rt["sif"]["signed"] is True and rt["sif"]["size"] == 33_000_000 and ev["latest"]["full"]["sif"] is None
     assert rt["sif"]["registry_ref"].endswith(":nightly-20240603-runtime-sif")
     assert ev["promoted_tags"] == ["stable-runtime"]
+    batch = ev["channels"]["batch"]
+    assert (batch["tag"], batch["image"], batch["by"]) == ("stable-runtime", board_db["ids"][("runtime", 2)], "bob")
+    assert batch["digest"] == sha("evtselect-runtime-12-digest") and batch["at"]
     n = ev["nightly"]
     assert n["tag"] == "nightly-20240603-full" and n["state"] == "verified"
     now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
@@ -121,6 +128,16 @@ def test_terminal_view_names_every_package(run):
         assert name in r.output
     line = next(ln for ln in r.output.splitlines() if ln.startswith("evtselect"))
     assert line.count("+sif (signed)") == 1        # the runtime nightly has its SIF, the full one none
+    assert "stable-runtime,batch=stable-runtime" in line    # the channel and the promoted tag it points at
+
+
+def test_history_shows_channel_moves(run):
+    r = run("history", "evtselect", "--json")
+    assert r.exit_code == 0, r.output
+    moves = json.loads(r.output)["channel_moves"]
+    assert [(m["channel"], m["from_tag"], m["moved_by"]) for m in moves] == [("batch", "stable-runtime", "bob")]
+    r = run("history", "evtselect")
+    assert r.exit_code == 0 and "channel batch -> stable-runtime" in r.output and "(batch runs it)" in r.output, r.output
 
 
 def test_unknown_package_is_refused(run):
@@ -144,6 +161,8 @@ def test_site_pages_links_and_reports(run, tmp_path):
             assert (site / href).is_file(), f"{page.name}: link {href} does not resolve"
     ev = (site / "package-evtselect.html").read_text()
     assert ev.count("<svg") == 2 and ev.count("<polyline") == 4  # size: runtime, full; duration: runtime, full
+    assert "<th>channels</th><td>batch = stable-runtime (sha256:" in ev and "moved by bob" in ev
+    assert "stable-runtime, batch=stable-runtime" in index
     copied = sorted(p.relative_to(site).as_posix() for p in (site / "reports").rglob("*.html"))
     assert len(copied) == 3 and all("reports/run-" in c for c in copied)
 
@@ -211,6 +230,10 @@ def test_terminal_board_picks_the_same_images_as_the_history(db):
     record_verification(ids[0], reference="host", workload="w", verdict="failed", db=db)
     record_verification(ids[2], reference="host", workload="w", verdict="passed", db=db)
     record_promotion(ids[2], "stable-runtime", actor="alice", reason="test", db=db)
+    from release_manager.db.channels import record_channel_move
+    with db.read() as s:
+        digest = s.get(Image, ids[2]).digest
+    record_channel_move("evtselect", "batch", ids[2], digest, "stable-runtime", None, actor="alice", db=db)
     settings, specs = load_settings(), load_specs(PROJECT_ROOT / "image_specs")
     now = dt.datetime(2024, 7, 1)
     with db.read() as s:
@@ -224,3 +247,4 @@ def test_terminal_board_picks_the_same_images_as_the_history(db):
     assert ev["latest"]["debug"]["image"] == ids[4] and ev["latest"]["full"]["image"] == ids[1]
     assert ev["nightly"]["image"] == ids[3] and ev["nightly"]["state"] == "failed"
     assert ev["promoted_tags"] == ["stable-runtime"]
+    assert ev["channels"]["batch"]["image"] == ids[2] and ev["channels"]["batch"]["digest"] == digest

@@ -21,6 +21,7 @@ from release_manager.registry import Registry
 from release_manager.workflows import verification
 from release_manager.workflows.common import record_result
 from release_manager.workflows.promote import PromotionRefused, channel_report, promote, retire
+from release_manager.workflows.reconcile import reconcile
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +111,16 @@ def test_promote_moves_the_channel_rolls_back_and_records_each_move(wf_settings,
     # a move outside relman shows
     reg.retag(pkg["path"], b, "batch")
     assert not channel_report(ctx, name)["channels"][0]["in_step"]
-    reg.retag(pkg["path"], a, "batch")
+    # and `relman reconcile` reports it, and with --fix puts the channel back on its last recorded move
+    rep = reconcile(ctx, package=name)
+    tag = f"{wf_settings.registry}/{pkg['path']}:batch"
+    assert rep["status"] == "differences" and [(c["tag"], c["digest"], c["registry"]) for c in rep["channels"]] \
+        == [(tag, a, b)]
+    assert tag not in rep["untracked"]
+    rep = reconcile(ctx, fix=True, package=name)
+    assert rep["status"] == "fixed" and rep["fixed"][0]["now"] == a
+    assert reg.manifest_digest(pkg["path"], "batch") == a
+    assert reconcile(ctx, package=name)["status"] == "clean"
 
 
 def test_a_channel_takes_only_verified_images_of_its_variant(wf_settings, api, wf_db, pkg):

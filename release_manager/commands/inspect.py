@@ -226,7 +226,8 @@ def print_status(table):
                          + (f"{ver['verdict']} {(ver.get('date') or '')[:10]}" if ver else "unverified")
                          + (f" +sif{' (signed)' if lt['sif']['signed'] else ''}" if lt.get("sif") else ""))
         n = r.get("nightly")
-        cells += [",".join(r["promoted_tags"]) or "-",
+        chans = [f"{c}={m['tag']}" for c, m in r.get("channels", {}).items()]
+        cells += [",".join(r["promoted_tags"] + chans) or "-",
                   f"{n['state']} {n['age_days']}d ({n['tag']})" if n else "-", r.get("jenkins_job") or "-"]
         lines.append(cells)
     if sys.stdout.isatty():

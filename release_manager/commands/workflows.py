@@ -89,6 +89,8 @@ def register(main):
         if as_json:
             _out(report, True)
             return
+        if not report["channels"]:
+            click.echo(f"{package}: its spec declares no channel (spec field `channels`)")
         for c in report["channels"]:
             cur = c["current"]
             click.echo(f"{c['name']}: {c['description']} ({c['variant']})")

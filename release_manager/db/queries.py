@@ -9,7 +9,7 @@ from typing import Any, Dict, List, Optional, Union
 from sqlalchemy import case, func, select, union
 from sqlalchemy.orm import Session
 
-from release_manager.db.models import (AuditEvent, DebugRequest, Image, ImageTag, Package, Promotion, SifImage,
+from release_manager.db.models import (AuditEvent, ChannelMove, DebugRequest, Image, ImageTag, Package, Promotion, SifImage,
                                        VerificationCheck, VerificationRun)
 from release_manager.errors import NotFound, UsageError
 
@@ -208,10 +208,12 @@ def history(s: Session, package: str) -> Dict[str, Any]:
         select(SifImage.id, SifImage.image_pk.label("image"), SifImage.image_digest, SifImage.sha256, SifImage.size,
                SifImage.signer, SifImage.registry_ref, SifImage.created_by, SifImage.created_at)
         .where(SifImage.package_id == pkg.id).order_by(SifImage.id))]
+    from release_manager.db.channels import channel_moves   # it imports this module
     from release_manager.db.farm import list_farm_runs
     return {"package": pkg.name, "images": images, "verifications": _verifications(s, package_id=pkg.id),
             "promotions": _promotions(s, package_id=pkg.id), "debug_requests": debug, "sifs": sif_rows,
-            "farm_runs": list_farm_runs(s, package=pkg.name, limit=None)}
+            "farm_runs": list_farm_runs(s, package=pkg.name, limit=None),
+            "channel_moves": channel_moves(s, pkg.name)[::-1]}
 
 
 def timeline(h: Dict[str, Any]) -> List[Dict[str, Any]]:
@@ -235,6 +237,10 @@ def timeline(h: Dict[str, Any]) -> List[Dict[str, Any]]:
                    "text": f"SIF {f['sha256'][:19]} by {f['created_by']}, "
                            + ("signed" if f["signer"] else "unsigned")
                            + (f", pushed to {f['registry_ref']}" if f["registry_ref"] else "")})
+    for m in h.get("channel_moves") or []:
+        ev.append({"at": m["moved_at"] or "", "what": "channel", "image": m["image"],
+                   "text": f"channel {m['channel']} -> {m['from_tag']} ({m['digest'][:19]}) by {m['moved_by']}"
+                           + (f" ({m['reason']})" if m["reason"] else "")})
     for r in h.get("farm_runs") or []:
         ev.append({"at": r["submitted_at"] or "", "what": "farm", "image": r["image_row"],
                    "text": f"{r['kind']} job {r['job_id']} at {r['site']}, {r['tasks']} task(s): {r['state']}"})
@@ -322,7 +328,8 @@ BOARD_COLUMNS = (Image.id, Image.variant, Image.ref, Image.status, Image.tags, I
 
 def status_board(s: Session, latest_only: bool = False, nightly_prefix: str = "nightly-2") -> Dict[str, Dict[str, Any]]:
     """history() of every recorded package, without check rows or debug requests, with the SIFs built
-    from its images (`relman status`): five queries in all, however many packages and images.
+    from its images and where its channels point (`relman status`): six queries in all, however many
+    packages and images.
 
     latest_only (the terminal view): only the images the board's row shows, picked by the database
     (the latest image of each variant that did not fail, the latest one carrying a tag that starts
@@ -330,7 +337,7 @@ def status_board(s: Session, latest_only: bool = False, nightly_prefix: str = "n
     conn = s.connection()  # Core rows: the ORM adds nothing to plain column selects, and costs
     pkgs = {p.id: p.name for p in conn.execute(select(Package.id, Package.name))}
     out: Dict[str, Dict[str, Any]] = {name: {"package": name, "images": [], "verifications": [],
-                                             "promotions": [], "sifs": [],
+                                             "promotions": [], "sifs": [], "channels": {},
                                              "partial": latest_only} for name in pkgs.values()}
     images = select(*BOARD_COLUMNS, Image.package_id).order_by(Image.started, Image.id)
     runs = (select(VerificationRun.id, VerificationRun.image_pk.label("image"), Image.variant,
@@ -358,6 +365,10 @@ def status_board(s: Session, latest_only: bool = False, nightly_prefix: str = "n
                 .order_by(SifImage.id))
     for f in _plain_rows(conn.execute(sif_rows)):
         out[pkgs[f.pop("package_id")]]["sifs"].append(f)
+    moves = (select(ChannelMove.channel, ChannelMove.package_id, ChannelMove.image_pk.label("image"), ChannelMove.digest,
+                    ChannelMove.from_tag, ChannelMove.moved_by, ChannelMove.moved_at).order_by(ChannelMove.id))
+    for m in _plain_rows(conn.execute(moves)):  # oldest first: the newest move of a channel is where it points
+        out[pkgs[m.pop("package_id")]]["channels"][m["channel"]] = m
     return out
 
 
@@ -380,7 +391,7 @@ def _plain_rows(result) -> List[Dict[str, Any]]:
     """_row() for many rows: the time columns picked by name once, not every value tested (the board
     reads every image of every package)."""
     keys = list(result.keys())
-    times = [i for i, k in enumerate(keys) if k in ("started", "finished", "promoted_at")]
+    times = [i for i, k in enumerate(keys) if k in ("started", "finished", "promoted_at", "moved_at")]
     out = []
     for r in result.all():  # one fetchall, not a fetchone a row
         vals = list(r)

@@ -262,6 +262,8 @@ def channel_report(ctx: Context, package: str) -> Dict[str, Any]:
     from release_manager.db.channels import channel_moves
     from release_manager.plan import make_plan
     spec = make_plan(ctx.specs, package).spec
+    if not spec.channels:   # nothing to look up: no database or registry needed to say so
+        return {"package": package, "channels": []}
     repository = tags.repository(ctx.settings.registry, ctx.settings.namespace, package)
     reg = ctx.registry()
     out = []

@@ -6,6 +6,9 @@ Reported (and with --fix repaired):
     is never retired here: it is reported for a person to restore or retire explicitly.
   - promoted-tag: a promoted tag missing from the registry, or pointing at another digest, while the
     image is there. Fix: the tag is put back on the recorded digest (a manifest copy).
+  - channel: a channel's tag (the spec's `channels`, e.g. `l1-makeft1:l1`) missing from the registry or
+    pointing elsewhere than its last recorded move (someone moved it by hand). Fix: it is put back on the
+    recorded digest; moving a channel on purpose is `relman promote --channel`, which records the move.
 Reported only: tags in the registry of a package relman knows that no image row carries (untracked).
 """
 from __future__ import annotations
@@ -24,7 +27,7 @@ def reconcile(ctx: Context, fix: bool = False, package: Optional[str] = None) ->
     rows = image_rows(ctx, package)
     host = ctx.settings.registry
     reg = ctx.registry()
-    report: Dict[str, Any] = {"status": "checking", "fix": fix, "missing": [], "promoted_tags": [], "untracked": [],
+    report: Dict[str, Any] = {"status": "checking", "fix": fix, "missing": [], "promoted_tags": [], "channels": [], "untracked": [],
                               "fixed": [], "unfixable": []}
     repos = sorted({r["repository"] for r in rows if r["repository"].split("/", 1)[0] == host})
     tagmap = {repo: tag_digests(reg, registry_path(repo)) for repo in repos}
@@ -68,13 +71,15 @@ def reconcile(ctx: Context, fix: bool = False, package: Optional[str] = None) ->
                 got = reg.retag(path, r["digest"], p["to_tag"])
                 report["fixed"].append({**item, "action": "retagged", "now": got})
                 ctx.echo(f"fixed     {item['tag']} -> {got}")
-    carried = {}
+    carried: Dict[str, set] = {}
     for r in rows:
         carried.setdefault(r["repository"], set()).update(r["tags"])
+    for item in _channels(ctx, rows, tagmap, fix, report):
+        carried.setdefault(item["repository"], set()).add(item["channel"])
     for repo, tmap in tagmap.items():
         for tag in sorted(set(tmap) - carried.get(repo, set())):
             report["untracked"].append(f"{repo}:{tag}")
-    problems = len(report["missing"]) + len(report["promoted_tags"])
+    problems = len(report["missing"]) + len(report["promoted_tags"]) + len(report["channels"])
     left = problems - len(report["fixed"])
     report["status"] = "clean" if problems == 0 else ("fixed" if fix and left == 0 else "differences")
     report["message"] = (f"{problems} difference(s)" + (f", {len(report['fixed'])} fixed" if fix else "")
@@ -82,3 +87,36 @@ def reconcile(ctx: Context, fix: bool = False, package: Optional[str] = None) ->
     ctx.echo(report["message"])
     write_summary(ctx, "reconcile", package, report)
     return report
+
+
+def _channels(ctx: Context, rows, tagmap, fix: bool, report: Dict[str, Any]):
+    """Each channel's registry tag against its last recorded move; yields every channel it checked."""
+    from release_manager.db.channels import current_channels
+    by_id = {r["id"]: r for r in rows}
+    with ctx.database().read() as s:
+        moves = {pkg: current_channels(s, pkg) for pkg in sorted({r["package"] for r in rows})}
+    reg = ctx.registry()
+    for pkg, current in moves.items():
+        for name, move in sorted(current.items()):
+            r = by_id.get(move["image"])
+            if r is None or r["repository"] not in tagmap:
+                continue
+            yield {"repository": r["repository"], "channel": name}
+            held = tagmap[r["repository"]].get(name)
+            if held == move["digest"]:
+                continue
+            item = {"package": pkg, "channel": name, "tag": f"{r['repository']}:{name}", "digest": move["digest"],
+                    "registry": held, "from_tag": move["from_tag"], "moved_at": move["moved_at"]}
+            report["channels"].append(item)
+            ctx.echo(f"channel   {item['tag']} should be {move['digest']} (moved to {move['from_tag']} at "
+                     f"{move['moved_at']}), the registry has {held or 'nothing'}")
+            if not fix:
+                continue
+            path = registry_path(r["repository"])
+            if reg.manifest_digest(path, move["digest"]) != move["digest"]:
+                report["unfixable"].append({**item, "why": "the registry lacks the image the channel was moved to: "
+                                                           "move the channel with `relman promote --channel`"})
+                continue
+            got = reg.retag(path, move["digest"], name)
+            report["fixed"].append({**item, "action": "retagged", "now": got})
+            ctx.echo(f"fixed     {item['tag']} -> {got}")
