@@ -287,3 +287,34 @@ def test_makeft1_array_job_from_the_promoted_image_on_grid_engine(st_settings, l
         shutil.rmtree(d, ignore_errors=True)
         for f in inputs:
             f.unlink(missing_ok=True)
+
+
+def test_cache_plan_of_the_l1_nodes(st_settings, l1_build, sciencetools_build, l1_promoted):
+    """`relman layers --site image_specs/cache-plans/l1-farm.yaml`: a node holding the ScienceTools runtime
+    image and L1's (by its channel) pulls the layers they share once; the L1 image's own cost is its
+    marginal bytes, the figure benchmarks/l1_build.py prints."""
+    import json
+    from click.testing import CliRunner
+    from release_manager.cli import main
+    from release_manager.config import PROJECT_ROOT
+    _, rep, _tag = l1_promoted
+    assert rep and rep["status"] == "promoted"
+    r = CliRunner().invoke(main, ["layers", "--site", str(PROJECT_ROOT / "image_specs" / "cache-plans" / "l1-farm.yaml"),
+                                  "--json"])
+    assert r.exit_code == 0, r.output
+    plan = json.loads(r.output)
+    rows = {row["image"].rsplit("/", 1)[1].split(":")[0]: row for row in plan["images"]}
+    assert rows["l1-makeft1"]["digest"] == l1_build["runtime"].digest          # the channel's image
+    assert rows["sciencetools"]["digest"] == sciencetools_build["runtime"].digest
+    layers = {k.rsplit("/", 1)[1].split(":")[0]: {la["digest"]: la["size"] for la in v} for k, v in plan["layers"].items()}
+    shared = set(layers["l1-makeft1"]) & set(layers["sciencetools"])
+    assert len(shared) >= 3 and rows["l1-makeft1"]["shared_layers"] == len(shared)
+    own = sum(s for d, s in layers["l1-makeft1"].items() if d not in shared)
+    assert rows["l1-makeft1"]["marginal_compressed"] == own
+    assert plan["cold_node_pull"] == sum({**layers["sciencetools"], **layers["l1-makeft1"]}.values())
+    assert plan["cold_node_pull"] < plan["sum_of_images"]
+    # the site's budget is the issue's 400 MB, as bytes a node pulls
+    assert rows["l1-makeft1"]["compressed"] <= 400e6 and plan["within_budget"], plan["images"]
+    print(f"\ncache plan l1-farm: L1 image {rows['l1-makeft1']['compressed'] / 1e6:.1f} MB gzip'd, "
+          f"{len(shared)} layers ({sum(layers['sciencetools'][d] for d in shared) / 1e6:.1f} MB) shared with "
+          f"ScienceTools', marginal {own / 1e6:.1f} MB; cold node {plan['cold_node_pull'] / 1e6:.1f} MB")

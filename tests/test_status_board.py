@@ -190,6 +190,9 @@ def test_site_file_for_layers_is_checked(tmp_path):
     from release_manager.errors import UsageError
     site = load_site(PROJECT_ROOT / "image_specs" / "cache-plans" / "demo-farm.yaml")
     assert site.budget_per_image == 10 ** 9 and site.images
+    for path in (PROJECT_ROOT / "image_specs" / "cache-plans").glob("*.yaml"):   # every shipped site file reads
+        assert load_site(path).images, path
+    assert load_site(PROJECT_ROOT / "image_specs" / "cache-plans" / "l1-farm.yaml").budget_per_image == 400 * 10 ** 6
     assert parse_size("800MiB", "x") == 800 * 2 ** 20 and parse_size(5, "x") == 5
     bad = tmp_path / "bad.yaml"
     bad.write_text("images: []\n")
