@@ -17,7 +17,10 @@ from release_manager.build import Builder
 from release_manager.cli import main
 from release_manager.db.models import AuditEvent, ChannelMove, Promotion
 from release_manager.errors import UsageError
+from release_manager.farm import runs
+from release_manager.farm.site import load_site
 from release_manager.registry import Registry
+from release_manager.sif import build_sif
 from release_manager.workflows import verification
 from release_manager.workflows.common import record_result
 from release_manager.workflows.promote import PromotionRefused, channel_report, promote, retire
@@ -48,7 +51,10 @@ def pkg(wf_settings, api, wf_db, demo_repo, host_reference, tmp_path_factory):  
         verification.record(ctx, pk, v)
         images[ref] = (pk, r.digest)
     assert images["v1.1.0"][1] != images["v1.1.1"][1]
-    yield {"name": name, "specs": specs, "images": images, "path": f"{wf_settings.namespace}/{name}",
+    # each image's SIF (Apptainer in its tool image), pushed as <tag>-sif and recorded: the channel's SIF follows
+    sifs = {ref: build_sif(wf_settings, specs, name, f"{ref}-runtime", push=True, api=api, db=wf_db).registry_digest
+            for ref in images}
+    yield {"name": name, "specs": specs, "images": images, "sifs": sifs, "path": f"{wf_settings.namespace}/{name}",
            "specs_dir": tmp / f"{name}-specs"}
     drop_repository(wf_settings, f"{wf_settings.namespace}/{name}", api)
 
@@ -58,17 +64,29 @@ def moves(db):
         return s.scalar(select(func.count()).select_from(ChannelMove))
 
 
-def test_promote_moves_the_channel_rolls_back_and_records_each_move(wf_settings, api, wf_db, pkg):
+def test_promote_moves_the_channel_rolls_back_and_records_each_move(wf_settings, api, wf_db, pkg, tmp_path):
     ctx = make_ctx(wf_settings, pkg["specs"], api, wf_db)
     name, reg = pkg["name"], Registry(wf_settings.registry)
     (a_pk, a), (b_pk, b) = pkg["images"]["v1.1.0"], pkg["images"]["v1.1.1"]
+    sif_a, sif_b = pkg["sifs"]["v1.1.0"], pkg["sifs"]["v1.1.1"]
     rep = promote(ctx, name, "v1.1.0-runtime", None, "alice", "first batch image", channel="batch")
     assert rep["status"] == "promoted" and rep["channel"]["result"] == "moved"
     assert rep["channel"]["previous_digest"] is None
     assert reg.manifest_digest(pkg["path"], "batch") == a
+    # Apptainer sites run `--image REPO:batch` from REPO:batch-sif: it follows the channel
+    assert rep["channel"]["sif"]["result"] == "moved" and reg.manifest_digest(pkg["path"], "batch-sif") == sif_a
     rep = promote(ctx, name, "v1.1.1-runtime", None, "bob", "v1.1.1 for batch", channel="batch")
     assert rep["channel"]["result"] == "moved" and rep["channel"]["previous_digest"] == a
     assert reg.manifest_digest(pkg["path"], "batch") == b
+    assert rep["channel"]["sif"]["previous_digest"] == sif_a and reg.manifest_digest(pkg["path"], "batch-sif") == sif_b
+    # a farm job from the channel takes its SIF; the SIF of another image is refused (it would run other software)
+    site = load_site("local-slurm-apptainer")[0]
+    image = f"{wf_settings.registry}/{pkg['path']}:batch"
+    job = runs.submit(wf_settings, site, image, ["evtselect", "--help"], 1, dry_run=True, workdir=tmp_path)
+    assert job.sif.endswith(f"@{sif_b}") and job.image.endswith(f"@{b}")
+    with pytest.raises(UsageError, match=f"was built from {a}, not from the image"):
+        runs.submit(wf_settings, site, image, ["evtselect", "--help"], 1, dry_run=True, workdir=tmp_path,
+                    sif=f"{wf_settings.registry}/{pkg['path']}:v1.1.0-runtime-sif")
     # the same again: nothing moves, nothing recorded
     again = promote(ctx, name, "v1.1.1-runtime", None, "bob", "v1.1.1 for batch", channel="batch")
     assert again["channel"]["result"] == "unchanged"
@@ -79,7 +97,7 @@ def test_promote_moves_the_channel_rolls_back_and_records_each_move(wf_settings,
                    channel="batch")
     assert back["channel"]["result"] == "moved" and back["channel"]["previous_digest"] == b
     assert [i["result"] for i in back["images"]] == ["unchanged"]
-    assert reg.manifest_digest(pkg["path"], "batch") == a
+    assert reg.manifest_digest(pkg["path"], "batch") == a and reg.manifest_digest(pkg["path"], "batch-sif") == sif_a
     with wf_db.read() as s:
         assert s.scalar(select(func.count()).select_from(Promotion)) == promos
         rows = s.scalars(select(ChannelMove).order_by(ChannelMove.id)).all()

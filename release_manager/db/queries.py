@@ -149,6 +149,11 @@ def sif_artifacts(s: Session, image_digest: str) -> List[Dict[str, Any]]:
     return [_row(r) for r in s.execute(q)]
 
 
+def sif_sources(s: Session, registry_digest: str) -> List[str]:
+    """The image digests the SIF pushed as REGISTRY_DIGEST was built from (empty: not built by relman)."""
+    return sorted(set(s.scalars(select(SifImage.image_digest).where(SifImage.registry_digest == registry_digest))))
+
+
 def _verifications(s: Session, image_ids=None, package_id: Optional[int] = None) -> List[Dict[str, Any]]:
     q = (select(VerificationRun.id, VerificationRun.image_pk.label("image"), Image.variant, Image.ref,
                 VerificationRun.reference, VerificationRun.workload, VerificationRun.verdict,

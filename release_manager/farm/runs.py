@@ -73,6 +73,7 @@ def submit(settings, site: Site, image: str, command: List[str], tasks: int, sif
     sif_ref = None
     if site.runtime == "apptainer":
         sif_ref = launcher.resolve(sif or launcher.default_sif_ref(image), reg, what="--sif")
+        check_sif_source(settings, db, sif_ref, ref)
     job = launcher.prepare(site, ref, cmd, tasks, sif=sif_ref, workdir=workdir)
     job.extra_env.update(extra_env or {})
     script = launcher.write(job)
@@ -92,6 +93,24 @@ def submit(settings, site: Site, image: str, command: List[str], tasks: int, sif
             sif_digest=sif_ref.digest if sif_ref else None, tasks=tasks, command=cmd, directory=str(job.directory),
             kind=kind, package=package, submitted_at=_utc(t0), db=db)
     return res
+
+
+def check_sif_source(settings, db, sif_ref, image_ref) -> None:
+    """Refuse a SIF relman built from another image than the job's: a channel's `-sif` tag (or any `REPO:TAG-sif`)
+    can lag behind its image tag, and the farm would then run other software than the run records. A SIF the
+    release database does not know (not built by relman) is taken as given."""
+    from sqlalchemy.exc import SQLAlchemyError
+    from release_manager.db.connection import for_settings
+    from release_manager.db.queries import sif_sources
+    try:
+        with (db or for_settings(settings)).read() as s:
+            made_from = sif_sources(s, sif_ref.digest)
+    except SQLAlchemyError:     # no release database here (a dry run on a new machine): nothing to compare with
+        return
+    if made_from and image_ref.digest not in made_from:
+        raise UsageError(f"--sif {sif_ref.pinned} was built from {', '.join(made_from)}, not from the image "
+                         f"{image_ref.pinned}: give the SIF of that image (`relman sif PACKAGE --image TAG --push` "
+                         f"makes and pushes it as TAG-sif)")
 
 
 def _utc(t: float):

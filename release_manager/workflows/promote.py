@@ -214,6 +214,7 @@ def _move_channel(ctx: Context, reg, package: str, channel: str, source: Dict[st
     if recorded and held and recorded["digest"] != held:
         ctx.echo(f"note: {r['repository']}:{channel} holds {held}, but its last recorded move was to "
                  f"{recorded['digest']}: it was moved outside relman")
+    info["sif"] = _move_channel_sif(ctx, reg, path, r, channel, dry_run)
     if held == r["digest"] and recorded and recorded["digest"] == r["digest"]:
         info["result"] = "unchanged"
         ctx.echo(f"channel {channel} already points at {r['digest']} ({dest})")
@@ -231,6 +232,32 @@ def _move_channel(ctx: Context, reg, package: str, channel: str, source: Dict[st
                                        db=ctx.database())
     info["result"] = "moved"
     ctx.echo(f"channel {channel}: {r['repository']}:{channel} = {after} ({dest}; was {held or 'not set'})")
+
+
+def _move_channel_sif(ctx: Context, reg, path: str, r, channel: str, dry_run: bool) -> Dict[str, Any]:
+    """`<channel>-sif` follows the channel: Apptainer farms run `--image REPO:<channel>` from that SIF, so it
+    must be the SIF of the image the channel points at (the newest pushed one). When the image has none, a
+    `<channel>-sif` left from an earlier image is reported: `relman farm submit` refuses a SIF relman built from
+    another image, and `relman sif PKG --image <channel> --push` makes the right one."""
+    tag = f"{channel}-sif"
+    held = reg.manifest_digest(path, tag)
+    present = [x for x in reversed(sif_artifacts(ctx, r["digest"]))
+               if reg.manifest_digest(path, x["registry_digest"]) == x["registry_digest"]]
+    if not present:
+        if held:
+            ctx.echo(f"note: {r['repository']}:{tag} holds {held}, a SIF of another image; this image has no pushed "
+                     f"SIF: Apptainer sites refuse it until `relman sif {r['package']} --image {channel} --push`")
+        return {"tag": f"{r['repository']}:{tag}", "digest": held, "result": "no SIF of this image" if held else "none"}
+    want = present[0]["registry_digest"]
+    out = {"tag": f"{r['repository']}:{tag}", "digest": want, "previous_digest": held}
+    if held == want:
+        return {**out, "result": "unchanged"}
+    if dry_run:
+        ctx.echo(f"would move {tag}: {held or '(new)'} -> {want}")
+        return {**out, "result": "would move"}
+    got = reg.retag(path, want, tag)
+    ctx.echo(f"channel SIF {r['repository']}:{tag} = {got} (was {held or 'not set'})")
+    return {**out, "digest": got, "result": "moved"}
 
 
 def _promote_sifs(ctx: Context, reg, path: str, r, dest: str) -> List[str]:
