@@ -69,7 +69,7 @@ def test_scripts_say_what_each_scheduler_and_runtime_needs():
     lsf = launcher.render(_job("slac-lsf-docker"))
     assert '#BSUB -J "relman-20261201T000000-000000[1-4]"' in lsf and "LSB_JOBINDEX" in lsf
     app = launcher.render(_job("s3df-slurm-apptainer"))
-    assert "exec --containall" in app and f"oras://127.0.0.1:5000/fermi-lat/evtselect@{SIF_DIGEST}" in app
+    assert "run --containall" in app and f"oras://127.0.0.1:5000/fermi-lat/evtselect@{SIF_DIGEST}" in app
     assert "flock 9" in app and "docker" not in app   # a real farm's Apptainer: no tool container
 
 

@@ -244,9 +244,23 @@ def test_verified_against_the_host_build_and_promoted_to_l1(st_settings, l1_buil
     assert reg.manifest_digest(f"{st_settings.namespace}/l1-makeft1", "l1") == l1_build["runtime"].digest
 
 
-def test_makeft1_array_job_from_the_promoted_image_on_grid_engine(st_settings, l1_promoted):
-    """What L1 does with the promoted image: one array job on the local Grid Engine (Docker), one merit
-    file per task, as the farm user; the documented rows in each task's FT1."""
+@pytest.fixture(scope="module")
+def l1_channel_sif(st_settings, specs, api, l1_promoted):
+    """`relman sif l1-makeft1 --image l1 --push`: the SIF of the image the channel points at, pushed as
+    `l1-makeft1:l1-sif` and recorded (built from), as an Apptainer farm takes it for `--image ...:l1`."""
+    from release_manager.sif import build_sif
+    _, rep, _tag = l1_promoted
+    assert rep and rep["status"] == "promoted"
+    res = build_sif(st_settings, specs, "l1-makeft1", "l1", push=True, api=api)
+    assert res.image_digest == rep["channel"]["digest"]
+    return res
+
+
+@pytest.mark.parametrize("site_name", ["local-sge-docker", "local-slurm-apptainer"])
+def test_makeft1_array_job_from_the_channel_on_the_farm(st_settings, l1_promoted, site_name, request):
+    """What L1 does with the promoted image: one array job from the channel `l1` on the local Grid Engine (Docker)
+    and on the local Slurm (Apptainer, from the channel's SIF), one merit file per task, as the farm user; the
+    documented rows in each task's FT1."""
     import json
     import shutil
     import subprocess
@@ -257,8 +271,10 @@ def test_makeft1_array_job_from_the_promoted_image_on_grid_engine(st_settings, l
     from release_manager.farm.site import load_site
     _, rep, _tag = l1_promoted
     assert rep and rep["status"] == "promoted"
-    subprocess.run([str(PROJECT_ROOT / "scripts" / "farm" / "gridengine"), "up"], check=True, capture_output=True)
-    site = load_site("local-sge-docker")[0]
+    site = load_site(site_name)[0]
+    sif = request.getfixturevalue("l1_channel_sif") if site.runtime == "apptainer" else None
+    script_name = {"sge": "gridengine", "slurm": "slurm"}[site.scheduler]
+    subprocess.run([str(PROJECT_ROOT / "scripts" / "farm" / script_name), "up"], check=True, capture_output=True)
     inputs = [Path(site.binds.scratch.host) / f"l1-test-{name}-merit.root" for name in FILES]
     for name, dest in zip(FILES, inputs):
         shutil.copy(MERIT / f"{name}-merit.root", dest)
@@ -269,12 +285,14 @@ def test_makeft1_array_job_from_the_promoted_image_on_grid_engine(st_settings, l
         _argv("x", "ft1.fits", f"{EVT}/data/pass8.0_Transient_cuts_L1")).replace(
         "rootFile=/merit/x-merit.root", 'rootFile="/scratch/l1-test-$f-merit.root"').replace("/out/", ""))
     image = f"{st_settings.registry}/{st_settings.namespace}/l1-makeft1:l1"    # the channel L1 runs from
-    r = CliRunner().invoke(main, ["farm", "submit", "--site", "local-sge-docker", "--image", image, "--tasks",
+    r = CliRunner().invoke(main, ["farm", "submit", "--site", site_name, "--image", image, "--tasks",
                                   str(len(FILES)), "--json", "--", "sh", "-c", script])
     assert r.exit_code == 0, r.output
     job = json.loads(r.output)
     # the channel is resolved once, at submit: every task runs the promoted image, whatever moves later
     assert job["image"].endswith(f"/l1-makeft1@{rep['channel']['digest']}"), job["image"]
+    if sif is not None:     # and its SIF: l1-sif, built from that image
+        assert job["sif"].endswith(f"@{sif.registry_digest}"), job["sif"]
     d = Path(job["directory"])
     try:
         rows = accounting.wait(site, job["job_id"], tasks=len(FILES), timeout=900)
