@@ -21,13 +21,16 @@ import urllib3.exceptions
 
 from release_manager import engine, tags
 from release_manager.errors import BuildError, EngineLost, RegistryError, UsageError
-from release_manager.plan import RUNTIME_IMAGE_ARG, ImagePlan, Target, make_plan, package_query_command, platform_for
+from release_manager.plan import (COMMON_IMAGE_ARG, RUNTIME_IMAGE_ARG, ImagePlan, Target, make_plan, package_query_command,
+                                  platform_for)
 from release_manager.registry import Registry, load_credentials
 from release_manager.render import render_dockerfile, support_files
 from release_manager.sources import Revision, SourceRepo, build_context, resolve_url
 from release_manager.spec.model import is_placeholder
 
 LOG_TAIL = 25
+# the common stage's image of each platform and runtime package list on this engine, tagged by common_key
+COMMON_REPOSITORY = "relman/common-layers"
 Echo = Callable[[str], None]
 # What the SDK raises when the engine's socket goes away (dockerd killed or restarted): not an APIError
 # (an answer), but the connection itself failing, often in the middle of a streamed build or push.
@@ -96,10 +99,23 @@ def build_key(dockerfile: str, support: Dict[str, str], revision: Revision, base
         h.update(b"\0")
     for sub in revision.submodules:   # the tree id covers the pins already; the URLs too, explicitly
         h.update(f"{sub.path}\0{sub.url}\0{sub.commit}\0".encode())
+    _hash_support(h, support, copied)
+    return h.hexdigest()
+
+
+def common_key(dockerfile: str, support: Dict[str, str], base_digest: str) -> str:
+    """The common stage's identity (plan.COMMON_IMAGE_ARG): its instructions, the support files it copies, the
+    base image. Equal for every spec of the same platform and runtime package list: they share its image."""
+    text, copied = stage_closure(dockerfile, "common")
+    h = hashlib.sha256(f"{text}\0{base_digest}\0".encode())
+    _hash_support(h, support, copied)
+    return h.hexdigest()
+
+
+def _hash_support(h, support: Dict[str, str], copied: List[str]) -> None:
     for rel in sorted(support):
         if any(rel == c.rstrip("/") or rel.startswith(c.rstrip("/") + "/") for c in copied):
             h.update(rel.encode() + b"\0" + support[rel].encode() + b"\0")
-    return h.hexdigest()
 
 
 def stage_closure(dockerfile: str, target: str) -> Tuple[str, List[str]]:
@@ -226,6 +242,7 @@ class Builder:
         runtime_layers = None
         runtime_image: Optional[str] = None   # debug is built on this very image (see plan.RUNTIME_IMAGE_ARG)
         runtime_pushed: Optional[str] = None
+        common_image: Optional[str] = None    # every stage starts from this image (see plan.COMMON_IMAGE_ARG)
         for t in targets:
             key = build_key(dockerfile, support, revision, base_digest, t)
             wanted = [tags.release_tag(tag_prefix or revision.ref, t.image_suffix), tags.key_tag(key)]
@@ -246,7 +263,9 @@ class Builder:
                                                         submodules=revision.submodules, layers=plan.layers)
                         size = context.seek(0, os.SEEK_END)
                         self.echo(f"context: {nfiles} file(s), {size / 1e6:.1f} MB, commit {revision.commit[:12]}")
-                    args = {**build_args, "RELMAN_BUILD_KEY": key}
+                    if common_image is None:
+                        common_image = self._common_image(plan, dockerfile, support, base_digest, context)
+                    args = {**build_args, "RELMAN_BUILD_KEY": key, COMMON_IMAGE_ARG: common_image}
                     if t.variant == "debug" and runtime_pushed and not runtime_image:
                         runtime_image = self._pull_runtime(repository, runtime_pushed)
                         runtime_layers = self._layers_of(runtime_image)
@@ -361,15 +380,44 @@ class Builder:
             res.message = f"build key {res.build_key[:12]} already in the registry as {res.digest}: skipped"
         self.echo(f"{res.target}: {res.message}")
 
+    def _common_image(self, plan: ImagePlan, dockerfile: str, support: Dict[str, str], base_digest: str,
+                      context) -> str:
+        """The id of the common stage's image on this engine: found by its tag (common_key), or built now (from
+        the cache) and tagged, so that every later build of any spec with the same common stage starts from it,
+        whatever other chains of the same steps the cache holds."""
+        tag = common_key(dockerfile, support, base_digest)[:32]
+        try:
+            image_id = self.api.inspect_image(f"{COMMON_REPOSITORY}:{tag}")["Id"]
+            self.echo(f"common layers: {COMMON_REPOSITORY}:{tag} ({image_id[:19]})")
+            return image_id
+        except docker.errors.ImageNotFound:
+            pass
+        except ENGINE_GONE as exc:
+            raise engine_lost(f"{plan.name} common", exc) from None
+        self.echo(f"--- building the common layers of {plan.name} ({plan.platform_name}): {COMMON_REPOSITORY}:{tag}")
+        image_id = self._run_build(f"{plan.name} common", "common", context, {}, False)
+        self.api.tag(image_id, COMMON_REPOSITORY, tag)
+        return image_id
+
     def _build_one(self, plan: ImagePlan, t: Target, res: BuildResult, context, args: Dict[str, str],
                    repository: str, no_cache: bool = False):
         self.echo(f"--- building {plan.name} {t.name} from {res.ref} ({res.commit[:12]}), key {res.build_key[:12]}")
+        res.image_id = self._run_build(f"{plan.name} {t.name}", t.name, context, args, no_cache)
+        self._describe(res)
+        missing = [k for k, v in res.labels.items() if k.startswith(("org.opencontainers", "relman.")) and not v]
+        if missing:
+            raise BuildError(f"{plan.name} {t.name}: empty label(s) {', '.join(missing)}")
+        for tag in res.tags:
+            self.api.tag(res.image_id, repository, tag)
+
+    def _run_build(self, what: str, target: str, context, args: Dict[str, str], no_cache: bool) -> str:
+        """One `docker build --target TARGET` of the context, its log echoed; the image id."""
         log: List[str] = []
         step = "(before the first step)"
         image_id = None
         try:
             context.seek(0)  # the same context serves every target of this run
-            stream = self.api.build(fileobj=context, custom_context=True, target=t.name, buildargs=args,
+            stream = self.api.build(fileobj=context, custom_context=True, target=target, buildargs=args,
                                     decode=True, rm=True, forcerm=True, pull=False, nocache=no_cache)
             for item in stream:
                 if "stream" in item:
@@ -384,25 +432,19 @@ class Builder:
                 if "error" in item or "errorDetail" in item:
                     detail = item.get("error") or item["errorDetail"].get("message", "")
                     tail = "\n    ".join(log[-LOG_TAIL:])
-                    raise BuildError(f"{plan.name} {t.name}: build failed at {step}\n  {detail.strip()}\n"
+                    raise BuildError(f"{what}: build failed at {step}\n  {detail.strip()}\n"
                                      f"  last lines of the log:\n    {tail}")
         except docker.errors.APIError as exc:
-            raise BuildError(f"{plan.name} {t.name}: the engine refused the build: {exc.explanation or exc}") from None
+            raise BuildError(f"{what}: the engine refused the build: {exc.explanation or exc}") from None
         except ENGINE_GONE as exc:
-            raise engine_lost(f"{plan.name} {t.name}", exc, f"during the build, at {step}") from None
+            raise engine_lost(what, exc, f"during the build, at {step}") from None
         if not image_id:
             try:
                 self.api.ping()
             except (docker.errors.DockerException, *ENGINE_GONE) as exc:
-                raise engine_lost(f"{plan.name} {t.name}", exc, f"during the build, at {step}") from None
-            raise BuildError(f"{plan.name} {t.name}: the build stream ended without an image id")
-        res.image_id = image_id
-        self._describe(res)
-        missing = [k for k, v in res.labels.items() if k.startswith(("org.opencontainers", "relman.")) and not v]
-        if missing:
-            raise BuildError(f"{plan.name} {t.name}: empty label(s) {', '.join(missing)}")
-        for tag in res.tags:
-            self.api.tag(image_id, repository, tag)
+                raise engine_lost(what, exc, f"during the build, at {step}") from None
+            raise BuildError(f"{what}: the build stream ended without an image id")
+        return image_id
 
     def _describe(self, res: BuildResult):
         info = self.api.inspect_image(res.image_id)

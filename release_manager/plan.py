@@ -25,6 +25,11 @@ ENTRYPOINT = "/usr/local/bin/relman-entrypoint"
 # relman build passes the id of the runtime image it has just built or found, so that the debug image is
 # that image plus one layer even when the engine's cache holds two chains of the same steps.
 RUNTIME_IMAGE_ARG = "RELMAN_RUNTIME_IMAGE"
+# The stage every image of a platform and runtime package list starts with (base image, runtime packages, user):
+# `relman build` builds it once per engine, tags it (build.COMMON_REPOSITORY) and passes its id in this build
+# argument, so images of different specs share those layers even after a cold build made another cached chain
+# of the same steps (the classic builder takes the newest). A hand `docker build` builds the stage itself.
+COMMON_IMAGE_ARG = "RELMAN_COMMON_IMAGE"
 
 # OCI annotations that carry per-build values: declared as ARGs so they are never silently empty.
 # The spec hash and the description are per-build values too: a change of the cron, a note, a rule or a

@@ -45,7 +45,8 @@ def render_dockerfile(plan: ImagePlan, env: Optional[jinja2.Environment] = None)
     return env.get_template("Dockerfile.j2").render(
         plan=plan, support=planmod.SUPPORT_DIR, helpers=planmod.HELPERS_IN_IMAGE,
         debug_root=planmod.DEBUG_ROOT, payload=planmod.PAYLOAD_ROOT, build_args=planmod.BUILD_ARGS,
-        entrypoint=planmod.ENTRYPOINT, runtime_image_arg=planmod.RUNTIME_IMAGE_ARG)
+        entrypoint=planmod.ENTRYPOINT, runtime_image_arg=planmod.RUNTIME_IMAGE_ARG,
+        common_image_arg=planmod.COMMON_IMAGE_ARG)
 
 
 def render_entrypoint(plan: ImagePlan, env: Optional[jinja2.Environment] = None) -> str:

@@ -163,7 +163,10 @@ def test_debug_sits_on_the_runtime_image_even_with_a_newer_chain_in_the_cache(tm
     runtime = b.build("evtpin", "v1.1.0", ["runtime"], force=True)[0]
     other = b.build("evtpin", "v1.0.0", ["runtime"], force=True, no_cache=True)[0]
     rt = api.inspect_image(runtime.image_id)["RootFS"]["Layers"]
-    assert api.inspect_image(other.image_id)["RootFS"]["Layers"][:2] != rt[:2], "the cold build shared layers"
+    cold = api.inspect_image(other.image_id)["RootFS"]["Layers"]
+    # the common layers (base, runtime packages, user) are the engine's pinned ones; above them the cold build
+    # made its own chain of every step
+    assert cold[:3] == rt[:3] and cold[3:] != rt[3:], "the cold build shared layers above the common ones"
     lines: list = []
     # debug alone, as the Jenkins build-debug job asks: its runtime is added, found by its key, and extended
     res = Builder(settings, specs, echo=lines.append, api=api).build("evtpin", "v1.1.0", ["debug"])
@@ -172,6 +175,29 @@ def test_debug_sits_on_the_runtime_image_even_with_a_newer_chain_in_the_cache(tm
     assert res[0].image_id == runtime.image_id
     assert all(c["ok"] for c in res[1].checks), res[1].checks
     assert api.inspect_image(res[1].image_id)["RootFS"]["Layers"][:-1] == rt
+
+
+def test_the_common_layers_stay_shared_after_a_cold_build_in_between(tmp_path, settings, demo_repo, api):
+    """A cold build makes a newer cached chain of every step, and the classic builder takes the newest: before
+    the common stage was pinned, every later build (of any spec with the same runtime packages) sat on the cold
+    chain, sharing only the base image's layer with the images built before it (the L1 image and the ScienceTools
+    image of the same session: 1 shared layer of 3). Now they keep sharing the base, runtime-packages and user
+    layers."""
+    specs = variant_specs(tmp_path, "evtshare", lambda t: t)
+    b = Builder(settings, specs, echo=quiet, api=api)
+    first = b.build("evtshare", "v1.1.0", ["runtime"], force=True)[0]
+    b.build("evtshare", "v1.0.0", ["runtime"], force=True, no_cache=True)
+    lines: list = []
+    later = Builder(settings, specs, echo=lines.append, api=api).build("evtshare", "v1.0.0", ["runtime"], force=True,
+                                                                       tag_prefix="later")[0]
+    a, c = (api.inspect_image(r.image_id)["RootFS"]["Layers"] for r in (first, later))
+    assert c[:3] == a[:3], "the common layers differ after a cold build"
+    assert any(line.startswith("common layers: relman/common-layers:") for line in lines), lines
+    # and the demo's own image (another spec, the same runtime packages) starts with them too
+    from release_manager.build import COMMON_REPOSITORY
+    pinned = [t for t in api.inspect_image(first.image_id)["RootFS"]["Layers"][:3]]
+    commons = [img for img in api.images(name=COMMON_REPOSITORY)]
+    assert any(api.inspect_image(img["Id"])["RootFS"]["Layers"] == pinned for img in commons)
 
 
 def test_debug_built_on_a_runtime_only_in_the_registry_extends_the_pushed_image(tmp_path, settings, demo_repo, api):

@@ -10,7 +10,7 @@ import shutil
 import pytest
 import yaml
 
-from release_manager.build import build_key, stage_closure
+from release_manager.build import build_key, common_key, stage_closure
 from release_manager.config import PROJECT_ROOT
 from release_manager.plan import make_plan
 from release_manager.render import render_dockerfile, support_files
@@ -124,6 +124,29 @@ def test_the_debug_key_follows_the_runtime_stage():
     assert changed != df
     debug = plan.target("debug")
     assert stage_closure(changed, debug.name)[0] != stage_closure(df, debug.name)[0]
+
+
+def test_specs_of_one_runtime_package_list_share_the_common_stage():
+    """The common stage (base image, runtime packages, user) is the same text for ScienceTools and L1 on the same
+    platform, so they share its pinned image (build.common_key); another runtime list (the demo's), another key.
+    Every target's key still covers the common stage (its FROM names it by the global ARG's default)."""
+    specs = load_specs(PROJECT_ROOT / "image_specs")
+    dfs = {n: render_dockerfile(make_plan(specs, n, "debian12-local")) for n in ("sciencetools", "l1-makeft1", "evtselect")}
+    keys = {n: common_key(df, {}, "sha256:" + "0" * 64) for n, df in dfs.items()}
+    assert keys["sciencetools"] == keys["l1-makeft1"] != keys["evtselect"], keys
+    assert common_key(dfs["evtselect"], {}, "sha256:" + "1" * 64) != keys["evtselect"]     # another base image
+    assert common_key(dfs["evtselect"].replace("useradd -u 1000", "useradd -u 1001"), {}, "sha256:" + "0" * 64) \
+        != keys["evtselect"]
+    gr = render_dockerfile(make_plan(specs, "glastrelease"))
+    assert common_key(gr, {}, "sha256:" + "0" * 64) != keys["evtselect"]
+    l1 = dfs["l1-makeft1"]
+    assert "FROM ${RELMAN_COMMON_IMAGE} AS base" in l1
+    for target in ("runtime", "debug", "full"):
+        text, _ = stage_closure(l1, target)
+        assert "RUN useradd" in text and "FROM ${RELMAN_COMMON_IMAGE} AS base" in text, target
+    # the L1 extras come after the common stage: in its base stage, not in the shared layers
+    common_text, _ = stage_closure(l1, "common")
+    assert "libxerces" not in common_text and "libxerces" in stage_closure(l1, "runtime")[0]
 
 
 def test_no_change_nightly_skips_after_a_cron_change(tmp_path):
