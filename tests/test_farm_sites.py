@@ -32,8 +32,11 @@ FARMS = ["slac-lsf-docker", "s3df-slurm-apptainer", "ccin2p3-uge-apptainer"]
 
 def _job(name, command=COMMAND, tasks=4):
     site, _ = load_site(name)
-    return launcher.prepare(site, IMAGE, command, tasks, sif=SIF if site.runtime == "apptainer" else None,
-                            name="relman-20261201T000000-000000", workdir=Path("/farm/work"))
+    job = launcher.prepare(site, IMAGE, command, tasks, sif=SIF if site.runtime == "apptainer" else None,
+                           name="relman-20261201T000000-000000", workdir=Path("/farm/work"))
+    if site.runtime == "apptainer":   # runs.submit reads it from the image's config in the registry
+        job.entrypoint = ["/usr/local/bin/relman-entrypoint"]
+    return job
 
 
 def test_shipped_sites():
@@ -69,7 +72,9 @@ def test_scripts_say_what_each_scheduler_and_runtime_needs():
     lsf = launcher.render(_job("slac-lsf-docker"))
     assert '#BSUB -J "relman-20261201T000000-000000[1-4]"' in lsf and "LSB_JOBINDEX" in lsf
     app = launcher.render(_job("s3df-slurm-apptainer"))
-    assert "run --containall" in app and f"oras://127.0.0.1:5000/fermi-lat/evtselect@{SIF_DIGEST}" in app
+    assert "exec --containall" in app and f"oras://127.0.0.1:5000/fermi-lat/evtselect@{SIF_DIGEST}" in app
+    # the image's entrypoint, then the command, each word quoted: no shell evaluates them again
+    assert "\"$sif\" \\\n    /usr/local/bin/relman-entrypoint evtselect infile=/scratch/ft1.fits.gz" in app
     assert "flock 9" in app and "docker" not in app   # a real farm's Apptainer: no tool container
 
 

@@ -99,9 +99,27 @@ class Job:
     sif: Optional[ImageRef] = None
     uid_note: str = ""
     extra_env: Dict[str, str] = field(default_factory=dict)
+    entrypoint: List[str] = field(default_factory=list)   # Apptainer: the image's ENTRYPOINT, run before the command
 
     def script_name(self) -> str:
         return "job.sh"
+
+
+def image_entrypoint(registry_for, ref: ImageRef) -> List[str]:
+    """The image's ENTRYPOINT, from its config in the registry. An Apptainer task runs it before the command, as
+    `docker run` does (relman's uniform entrypoint: PFILES in a writable folder, `--version`...). Not through
+    `apptainer run`: the runscript Apptainer makes from a Docker image passes the arguments through a shell's
+    `eval`, so a `$` or a quote in them is expanded or breaks (seen: `$f` in an `sh -c` script came out empty)."""
+    import json
+    reg = registry_for(ref.host)
+    got = reg.get_manifest(ref.repo, ref.digest)
+    if got is None:
+        raise UsageError(f"{ref.pinned}: not found in the registry")
+    config = (json.loads(got[0]).get("config") or {}).get("digest")
+    blob = reg.blob(ref.repo, config) if config else None
+    if blob is None:    # an index or an artifact: no config to read
+        return []
+    return [str(w) for w in (blob.json().get("config") or {}).get("Entrypoint") or []]
 
 
 def job_name(site: Site, now: Optional[dt.datetime] = None) -> str:
@@ -135,6 +153,7 @@ def render(job: Job) -> str:
         "site": site, "job": job, "q": _q, "directory": _q(directory),
         "task_var": task_var, "job_var": job_var, "signals": signals,
         "command": " ".join(_q(w) for w in job.command),
+        "entrypoint": " ".join(_q(w) for w in job.entrypoint),
         "image": _q(job.image.pinned), "env": [(k, _q(v)) for k, v in sorted(env.items())],
         "env_names": sorted(env), "binds": [(_q(h), _q(c), ro) for h, c, ro in binds],
         "walltime_minutes": -(-site.limits.walltime_seconds // 60),

@@ -75,6 +75,8 @@ def submit(settings, site: Site, image: str, command: List[str], tasks: int, sif
         sif_ref = launcher.resolve(sif or launcher.default_sif_ref(image), reg, what="--sif")
         check_sif_source(settings, db, sif_ref, ref)
     job = launcher.prepare(site, ref, cmd, tasks, sif=sif_ref, workdir=workdir)
+    if sif_ref is not None:
+        job.entrypoint = launcher.image_entrypoint(reg, ref)
     job.extra_env.update(extra_env or {})
     script = launcher.write(job)
     t0 = time.time()

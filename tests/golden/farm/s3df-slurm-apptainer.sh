@@ -42,11 +42,11 @@ mkdir -p '<placeholder: node-local or shared folder for pulled SIFs>'
     fi
 ) 9>"$sif.lock"
 [ -s "$sif" ] || { echo "relman: the SIF oras://127.0.0.1:5000/fermi-lat/evtselect@sha256:cdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcd could not be pulled into $sif" >&2; exit 1; }
-run_apptainer "$name" run --containall --pwd "$taskdir" -B /farm/work/relman-20261201T000000-000000 \
+run_apptainer "$name" exec --containall --pwd "$taskdir" -B /farm/work/relman-20261201T000000-000000 \
     -B '<placeholder: SAS software area on S3DF>':/sdf/software:ro \
     -B '<placeholder: calibration area on S3DF>':/calib:ro \
     -B '<placeholder: xrootd scratch mount>':/xrootd \
     -B /lscratch:/scratch \
     -B '<placeholder: path of the read-only credentials file on the nodes>':/run/relman/calibdb-credentials:ro \
     "$sif" \
-    evtselect infile=/scratch/ft1.fits.gz outfile=selected.fits emin=20000
+    /usr/local/bin/relman-entrypoint evtselect infile=/scratch/ft1.fits.gz outfile=selected.fits emin=20000
