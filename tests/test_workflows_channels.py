@@ -139,6 +139,13 @@ def test_promote_moves_the_channel_rolls_back_and_records_each_move(wf_settings,
     assert rep["status"] == "fixed" and rep["fixed"][0]["now"] == a
     assert reg.manifest_digest(pkg["path"], "batch") == a
     assert reconcile(ctx, package=name)["status"] == "clean"
+    # the channel's SIF too: moved by hand to the other image's SIF, found and put back
+    reg.retag(pkg["path"], sif_b, "batch-sif")
+    rep = reconcile(ctx, package=name)
+    assert [(c["channel"], c["digest"], c["registry"]) for c in rep["channels"]] == [("batch-sif", sif_a, sif_b)]
+    assert reconcile(ctx, fix=True, package=name)["status"] == "fixed"
+    assert reg.manifest_digest(pkg["path"], "batch-sif") == sif_a
+    assert reconcile(ctx, package=name)["status"] == "clean"
 
 
 def test_a_channel_takes_only_verified_images_of_its_variant(wf_settings, api, wf_db, pkg):

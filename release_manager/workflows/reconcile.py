@@ -9,6 +9,7 @@ Reported (and with --fix repaired):
   - channel: a channel's tag (the spec's `channels`, e.g. `l1-makeft1:l1`) missing from the registry or
     pointing elsewhere than its last recorded move (someone moved it by hand). Fix: it is put back on the
     recorded digest; moving a channel on purpose is `relman promote --channel`, which records the move.
+    Its `<channel>-sif` likewise, against the newest pushed SIF of that image.
 Reported only: tags in the registry of a package relman knows that no image row carries (untracked).
 """
 from __future__ import annotations
@@ -16,7 +17,7 @@ from __future__ import annotations
 from typing import Any, Dict, Optional
 
 from release_manager.errors import RelmanError
-from release_manager.workflows.common import Context, image_rows, tag_digests, write_summary
+from release_manager.workflows.common import Context, image_rows, sif_artifacts, tag_digests, write_summary
 from release_manager.tags import registry_path
 
 LIVE = ("pushed", "verifying", "verified", "verification-failed", "promoted")
@@ -102,6 +103,8 @@ def _channels(ctx: Context, rows, tagmap, fix: bool, report: Dict[str, Any]):
             if r is None or r["repository"] not in tagmap:
                 continue
             yield {"repository": r["repository"], "channel": name}
+            yield {"repository": r["repository"], "channel": f"{name}-sif"}
+            _channel_sif(ctx, reg, r, name, move, tagmap[r["repository"]].get(f"{name}-sif"), fix, report)
             held = tagmap[r["repository"]].get(name)
             if held == move["digest"]:
                 continue
@@ -120,3 +123,29 @@ def _channels(ctx: Context, rows, tagmap, fix: bool, report: Dict[str, Any]):
             got = reg.retag(path, move["digest"], name)
             report["fixed"].append({**item, "action": "retagged", "now": got})
             ctx.echo(f"fixed     {item['tag']} -> {got}")
+
+
+def _channel_sif(ctx: Context, reg, r, name: str, move, held: Optional[str], fix: bool, report: Dict[str, Any]) -> None:
+    """`<channel>-sif` against the newest pushed SIF of the image the channel was moved to (Apptainer sites run
+    the channel from it). Fix: retagged; a SIF tag left from another image while this one has none is reported
+    unfixable (`relman sif PKG --image <channel> --push` makes the right one)."""
+    path = registry_path(r["repository"])
+    present = [x["registry_digest"] for x in reversed(sif_artifacts(ctx, move["digest"]))
+               if reg.manifest_digest(path, x["registry_digest"]) == x["registry_digest"]]
+    want = present[0] if present else None
+    if held == want or (want is None and held is None):
+        return
+    item = {"package": r["package"], "channel": f"{name}-sif", "tag": f"{r['repository']}:{name}-sif",
+            "digest": want, "registry": held, "from_tag": move["from_tag"], "moved_at": move["moved_at"]}
+    report["channels"].append(item)
+    ctx.echo(f"channel   {item['tag']} should be {want or 'a SIF of ' + move['digest']}, the registry has "
+             f"{held or 'nothing'}")
+    if not fix:
+        return
+    if want is None:
+        report["unfixable"].append({**item, "why": f"no pushed SIF of {move['digest']}: `relman sif {r['package']} "
+                                                   f"--image {name} --push` makes it"})
+        return
+    got = reg.retag(path, want, f"{name}-sif")
+    report["fixed"].append({**item, "action": "retagged", "now": got})
+    ctx.echo(f"fixed     {item['tag']} -> {got}")
