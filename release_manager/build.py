@@ -254,6 +254,8 @@ class Builder:
             t0 = time.monotonic()
             try:
                 existing = None if force else self._find_existing(repository, key, t, lookup)
+                if existing and t.variant == "debug" and runtime_layers is not None:
+                    existing = self._if_over_runtime(existing, repository, runtime_layers, lookup)
                 if existing:
                     self._skip(plan, res, existing, repository, lookup)
                 else:
@@ -284,6 +286,9 @@ class Builder:
                     runtime_image = res.image_id
                 if t.variant == "runtime" and not res.image_id and res.digest:
                     runtime_pushed = res.digest   # found in the registry only: pulled if debug must be built
+                    if lookup is not None:        # what a debug image found by its key must extend
+                        config = lookup.image_config(tags.registry_path(repository), res.digest) or {}
+                        runtime_layers = list((config.get("rootfs") or {}).get("diff_ids") or []) or None
                 if push and not res.pushed:
                     assert registry is not None   # made above whenever push is asked for
                     self._push(res, repository, registry)
@@ -354,6 +359,24 @@ class Builder:
                 return None
             if digest:
                 return {"where": "registry", "digest": digest}
+        return None
+
+    def _if_over_runtime(self, existing: dict, repository: str, runtime_layers: List[str],
+                         registry: Optional[Registry]) -> Optional[dict]:
+        """The debug image found by its key, if it is the runtime image of this run plus one layer; else None
+        (built again). One key can name two runtime images: a cold (--no-cache) build of runtime makes new
+        layers under the same key, and leaves the debug image of that key on the runtime it replaced."""
+        if existing["where"] == "local":
+            layers = self._layers_of(existing["image_id"])
+        else:
+            assert registry is not None, "a registry hit comes from a registry"
+            config = registry.image_config(tags.registry_path(repository), existing["digest"]) or {}
+            layers = list((config.get("rootfs") or {}).get("diff_ids") or [])
+        if layers[:-1] == runtime_layers and len(layers) == len(runtime_layers) + 1:
+            return existing
+        where = existing.get("image_id", existing.get("digest", ""))[:19]
+        self.echo(f"debug: the image of this key ({where}, {existing['where']}) is not over this runtime image "
+                  "(a cold runtime build replaced it): built again")
         return None
 
     def _skip(self, plan, res: BuildResult, existing: dict, repository: str, reg: Optional[Registry]):

@@ -109,6 +109,16 @@ class Registry:
             raise RegistryError(f"registry {self.host}: repository {repo} not found")
         return r.headers.get("Docker-Content-Digest", "")
 
+    def image_config(self, repo: str, ref: str) -> Optional[dict]:
+        """The image config (entrypoint, rootfs.diff_ids...) of repo:ref, or None when the manifest is absent
+        or has no config (an index, an artifact)."""
+        got = self.get_manifest(repo, ref)
+        if got is None:
+            return None
+        config = (json.loads(got[0]).get("config") or {}).get("digest")
+        blob = self.blob(repo, config) if config else None
+        return blob.json() if blob is not None else None
+
     def retag(self, repo: str, src: str, dest: str) -> str:
         """Copy the manifest of src to tag dest (no rebuild, no blob transfer); returns the digest."""
         got = self.get_manifest(repo, src)

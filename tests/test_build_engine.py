@@ -200,6 +200,33 @@ def test_the_common_layers_stay_shared_after_a_cold_build_in_between(tmp_path, s
     assert any(api.inspect_image(img["Id"])["RootFS"]["Layers"] == pinned for img in commons)
 
 
+def test_a_debug_image_left_on_a_replaced_runtime_is_built_again(tmp_path, settings, demo_repo, api):
+    """One key can name two runtime images: a cold build of runtime (the benchmark makes one) tags new layers
+    with the key and leaves the debug image of that key on the runtime it replaced. A later build found both by
+    their keys and skipped debug: its one-layer-over-runtime check failed (CI of stop 21, ScienceTools and L1).
+    Now such a debug image is built again, whether it is found on this engine or only in the registry."""
+    specs = variant_specs(tmp_path, "evtstale", lambda t: t)
+    b = Builder(settings, specs, echo=quiet, api=api)
+    first = b.build("evtstale", "v1.1.0", ["runtime", "debug"], push=True, force=True)
+    for where in ("local", "registry"):
+        cold = b.build("evtstale", "v1.1.0", ["runtime"], push=True, force=True, no_cache=True)[0]
+        assert cold.build_key == first[0].build_key and cold.image_id != first[0].image_id
+        if where == "registry":   # the stale debug image only in the registry (built on another agent)
+            api.remove_image(first[1].image_id, force=True)
+        lines: list = []
+        res = Builder(settings, specs, echo=lines.append, api=api).build("evtstale", "v1.1.0", ["runtime", "debug"],
+                                                                        push=True)
+        assert [(r.variant, r.status) for r in res] == [("runtime", "skipped"), ("debug", "built")], (where, lines)
+        assert any("not over this runtime image" in line and f", {where})" in line for line in lines), lines
+        assert res[0].image_id == cold.image_id and all(c["ok"] for c in res[1].checks), res[1].checks
+        assert api.inspect_image(res[1].image_id)["RootFS"]["Layers"][:-1] == \
+            api.inspect_image(cold.image_id)["RootFS"]["Layers"]
+        first = res
+    # and with nothing replaced, the next build skips both
+    again = Builder(settings, specs, echo=quiet, api=api).build("evtstale", "v1.1.0", ["runtime", "debug"])
+    assert [r.status for r in again] == ["skipped", "skipped"] and again[1].image_id == first[1].image_id
+
+
 def test_debug_built_on_a_runtime_only_in_the_registry_extends_the_pushed_image(tmp_path, settings, demo_repo, api):
     """Runtime pushed from another agent (not on this engine): the debug build pulls it and extends it,
     so a node that has the runtime pulls one layer more for debug."""

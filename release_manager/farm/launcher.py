@@ -110,16 +110,11 @@ def image_entrypoint(registry_for, ref: ImageRef) -> List[str]:
     `docker run` does (relman's uniform entrypoint: PFILES in a writable folder, `--version`...). Not through
     `apptainer run`: the runscript Apptainer makes from a Docker image passes the arguments through a shell's
     `eval`, so a `$` or a quote in them is expanded or breaks (seen: `$f` in an `sh -c` script came out empty)."""
-    import json
     reg = registry_for(ref.host)
-    got = reg.get_manifest(ref.repo, ref.digest)
-    if got is None:
+    if reg.manifest_digest(ref.repo, ref.digest) is None:
         raise UsageError(f"{ref.pinned}: not found in the registry")
-    config = (json.loads(got[0]).get("config") or {}).get("digest")
-    blob = reg.blob(ref.repo, config) if config else None
-    if blob is None:    # an index or an artifact: no config to read
-        return []
-    return [str(w) for w in (blob.json().get("config") or {}).get("Entrypoint") or []]
+    config = reg.image_config(ref.repo, ref.digest) or {}   # an index or an artifact: no config to read
+    return [str(w) for w in (config.get("config") or {}).get("Entrypoint") or []]
 
 
 def job_name(site: Site, now: Optional[dt.datetime] = None) -> str:
