@@ -21,7 +21,8 @@ import urllib3.exceptions
 
 from release_manager import engine, tags
 from release_manager.errors import BuildError, EngineLost, RegistryError, UsageError
-from release_manager.plan import (COMMON_IMAGE_ARG, RUNTIME_IMAGE_ARG, ImagePlan, Target, make_plan, package_query_command,
+from release_manager.plan import (COMMON_IMAGE_ARG, RUNTIME_IMAGE_ARG, UPSTREAM_FULL_ARG, UPSTREAM_RUNTIME_ARG,
+                                  ImagePlan, Target, make_plan, package_query_command,
                                   platform_for)
 from release_manager.registry import Registry, load_credentials
 from release_manager.render import render_dockerfile, support_files
@@ -80,12 +81,25 @@ class BuildResult:
         return dict(self.__dict__)
 
 
+@dataclass(frozen=True)
+class Upstream:
+    """The package a spec extends, at its ref: the build keys of its runtime and full images."""
+    package: str
+    ref: str
+    keys: Dict[str, str]
+
+    @property
+    def key_text(self) -> str:
+        return f"{self.package}\0{self.ref}\0{self.keys['runtime']}\0{self.keys['full']}"
+
+
 def build_key(dockerfile: str, support: Dict[str, str], revision: Revision, base_digest: str,
-              target: Target) -> str:
+              target: Target, upstream: str = "") -> str:
     """What the target's image is made of, and only that, cheaply: the Dockerfile stages it is built from
     (comments left out), the support files they copy, the sources (the git tree id stands for every file
     and every submodule pin), the base image. Not the cron, notes, rules, Jenkins settings, builder
-    label or descriptions: changing those rebuilds nothing.
+    label or descriptions: changing those rebuilds nothing. For a spec built on another package's images
+    (extends), upstream names their build keys: a new ScienceTools image rebuilds L1 on it.
 
     The ref and version are in too: they are the image's provenance labels, so the same commit
     built for tag v1.1.0 and for a nightly of main gives two images (sharing every layer), each
@@ -100,6 +114,8 @@ def build_key(dockerfile: str, support: Dict[str, str], revision: Revision, base
     for sub in revision.submodules:   # the tree id covers the pins already; the URLs too, explicitly
         h.update(f"{sub.path}\0{sub.url}\0{sub.commit}\0".encode())
     _hash_support(h, support, copied)
+    if upstream:
+        h.update(f"upstream\0{upstream}\0".encode())
     return h.hexdigest()
 
 
@@ -243,8 +259,10 @@ class Builder:
         runtime_image: Optional[str] = None   # debug is built on this very image (see plan.RUNTIME_IMAGE_ARG)
         runtime_pushed: Optional[str] = None
         common_image: Optional[str] = None    # every stage starts from this image (see plan.COMMON_IMAGE_ARG)
+        upstream = self._upstream(plan, revision, base_digest) if plan.upstream is not None else None
+        upstream_images: Optional[Dict[str, str]] = None   # the extended package's image ids, once needed
         for t in targets:
-            key = build_key(dockerfile, support, revision, base_digest, t)
+            key = build_key(dockerfile, support, revision, base_digest, t, upstream.key_text if upstream else "")
             wanted = [tags.release_tag(tag_prefix or revision.ref, t.image_suffix), tags.key_tag(key)]
             wanted += (extra_tags or {}).get(t.name, [])
             res = BuildResult(plan.name, revision.ref, revision.commit, t.variant, t.name, key, repository,
@@ -268,6 +286,11 @@ class Builder:
                     if common_image is None:
                         common_image = self._common_image(plan, dockerfile, support, base_digest, context)
                     args = {**build_args, "RELMAN_BUILD_KEY": key, COMMON_IMAGE_ARG: common_image}
+                    if upstream is not None:
+                        if upstream_images is None:
+                            upstream_images = self._upstream_images(plan, upstream, push)
+                        args[UPSTREAM_FULL_ARG] = upstream_images["full"]
+                        args[UPSTREAM_RUNTIME_ARG] = upstream_images["runtime"]
                     if t.variant == "debug" and runtime_pushed and not runtime_image:
                         runtime_image = self._pull_runtime(repository, runtime_pushed)
                         runtime_layers = self._layers_of(runtime_image)
@@ -277,7 +300,8 @@ class Builder:
                     # cold for the first target only: the next ones reuse the stages just built (a cold debug
                     # or full build would compile everything again, and differ from runtime's build stage)
                     no_cache = False
-                    res.checks = [c.as_dict() for c in self._check(plan, t, res, runtime_layers)]
+                    over = self._over_upstream(t, res, upstream_images) if upstream_images else []
+                    res.checks = [c.as_dict() for c in self._check(plan, t, res, runtime_layers, over)]
                     self._manifest(plan, res)
                     self._budget(plan, t, res)
                     res.status = "built"
@@ -308,17 +332,66 @@ class Builder:
             context.close()
         return results
 
+    # ------------------------------------------------------------------ a spec built on another's images
+
+    def _upstream(self, plan: ImagePlan, revision: Revision, base_digest: str) -> "Upstream":
+        """The package this one extends, at the spec's ref: its build keys (part of this package's keys), after
+        checking that the submodules both umbrellas have are pinned at the same commits (its full image holds
+        their objects, built from its pins)."""
+        ext = plan.spec.extends
+        assert ext is not None and plan.upstream is not None
+        up_plan, up_repo, up_rev, up_dockerfile, up_support = self.prepare(ext.package, ext.ref, plan.platform_name)
+        theirs = {s.path: s.commit for s in up_rev.submodules}
+        differ = [f"{s.path} {s.commit[:12]} (theirs {theirs[s.path][:12]})" for s in revision.submodules
+                  if s.path in theirs and theirs[s.path] != s.commit]
+        if differ:
+            raise UsageError(f"{plan.spec_path}: extends {ext.package} {ext.ref}, but {revision.ref} pins "
+                             f"{len(differ)} shared submodule(s) at other commits: {'; '.join(differ[:5])}. Pin them "
+                             f"as {ext.package} {ext.ref} does, or extend the {ext.package} ref that has these pins")
+        keys = {v: build_key(up_dockerfile, up_support, up_rev, base_digest, up_plan.target(v)) for v in ("runtime", "full")}
+        return Upstream(ext.package, ext.ref, keys)
+
+    def _upstream_images(self, plan: ImagePlan, up: "Upstream", push: bool) -> Dict[str, str]:
+        """The ids of the extended package's runtime and full images on this engine: found by their keys (this
+        engine, else pulled from the registry), or built now."""
+        self.echo(f"--- {plan.name} is built on {up.package} {up.ref}: its runtime and full images first")
+        results = {r.variant: r for r in self.build(up.package, up.ref, ["runtime", "full"], push=push,
+                                                    platform=plan.platform_name)}
+        out = {}
+        for v in ("runtime", "full"):
+            r = results[v]
+            if r.build_key != up.keys[v]:   # the same inputs: a difference is a defect here, not in the spec
+                raise BuildError(f"{up.package} {v}: build key {r.build_key[:12]} is not the expected "
+                                 f"{up.keys[v][:12]}")
+            out[v] = r.image_id or self._pull(r.repository, r.digest or "", f"to build {plan.name} on it")
+        return out
+
+    def _over_upstream(self, t: Target, res: BuildResult, upstream_images: Dict[str, str]) -> List:
+        """The runtime image of a spec built on another's: that package's runtime image with layers on top."""
+        from release_manager.checks import CheckResult
+        if t.variant != "runtime":
+            return []
+        theirs = self._layers_of(upstream_images["runtime"])
+        mine = [layer["digest"] for layer in res.layers]
+        ok = mine[:len(theirs)] == theirs and len(mine) > len(theirs)
+        return [CheckResult("shares-upstream-runtime", ok,
+                            f"{len(theirs)} layer(s) of the extended runtime image, {len(mine) - len(theirs)} more"
+                            if ok else f"the extended runtime image's {len(theirs)} layer(s) are not the first of "
+                            f"this image's {len(mine)}")]
+
     def _pull_runtime(self, repository: str, digest: str) -> str:
-        """The runtime image a registry already holds, pulled so that a debug image built now extends it
-        (not a runtime stage rebuilt here, whose layers would differ from the pushed ones)."""
+        return self._pull(repository, digest, "to build debug on it")
+
+    def _pull(self, repository: str, digest: str, why: str) -> str:
+        """An image the registry already holds, pulled so that an image built now extends it (not a stage
+        rebuilt here, whose layers would differ from the pushed ones)."""
         creds = load_credentials(self.settings, self.settings.registry)
-        self.echo(f"runtime is in the registry only: pulling {repository}@{digest} to build debug on it")
+        self.echo(f"in the registry only: pulling {repository}@{digest} {why}")
         try:
             self.api.pull(repository, tag=digest, auth_config=creds.docker_auth() if creds else None)
             return self.api.inspect_image(f"{repository}@{digest}")["Id"]
         except docker.errors.APIError as exc:
-            raise RegistryError(f"pulling the runtime image {repository}@{digest} to build debug on it failed: "
-                                f"{exc.explanation or exc}") from None
+            raise RegistryError(f"pulling {repository}@{digest} {why} failed: {exc.explanation or exc}") from None
 
     def _layers_of(self, image: str) -> List[str]:
         return list(self.api.inspect_image(image)["RootFS"].get("Layers", []))
@@ -481,10 +554,10 @@ class Builder:
         sizes = made if len(made) == len(diff_ids) else [None] * len(diff_ids)
         res.layers = [{"digest": d, "size": s} for d, s in zip(diff_ids, sizes)]
 
-    def _check(self, plan, t, res, runtime_layers):
+    def _check(self, plan, t, res, runtime_layers, more=()):
         from release_manager.checks import check_image  # ELF parsing is needed only after a real build
         layers = [layer["digest"] for layer in res.layers]
-        results = check_image(self.api, plan, t, res.image_id, runtime_layers, layers)
+        results = list(more) + check_image(self.api, plan, t, res.image_id, runtime_layers, layers)
         for c in results:
             self.echo(f"check {t.name}: {'ok  ' if c.ok else 'FAIL'} {c.name}: {c.detail}")
         failed = [c for c in results if not c.ok]

@@ -186,7 +186,7 @@ def has_compiler(ctx: CheckContext) -> List[CheckResult]:
 
 
 def no_sources(ctx: CheckContext) -> List[CheckResult]:
-    src = ctx.plan.source_dir
+    src = ctx.plan.build_dir     # where the sources were built (the extended package's tree for L1)
     rc, out = _sh(ctx.api, ctx.image, f"test -e {src} && echo present; true")
     return [CheckResult("no-sources", "present" not in out, f"{src} absent" if "present" not in out
                         else f"{src} present")]

@@ -30,6 +30,14 @@ RUNTIME_IMAGE_ARG = "RELMAN_RUNTIME_IMAGE"
 # argument, so images of different specs share those layers even after a cold build made another cached chain
 # of the same steps (the classic builder takes the newest). A hand `docker build` builds the stage itself.
 COMMON_IMAGE_ARG = "RELMAN_COMMON_IMAGE"
+# A spec that extends another (L1 on ScienceTools): the images its build and runtime stages start from. relman
+# build passes the ids of the other package's full and runtime images (built first when missing); a hand
+# `docker build` takes the tags named by default (<package>:<ref>-full, <package>:<ref>-runtime).
+UPSTREAM_FULL_ARG = "RELMAN_UPSTREAM_FULL"
+UPSTREAM_RUNTIME_ARG = "RELMAN_UPSTREAM_RUNTIME"
+# where the build stage of such a spec gathers what its build added to or changed in the prefix (the runtime
+# image copies this folder, not the whole prefix, whose other files its runtime image has already)
+PREFIX_DELTA_ROOT = "/relman-prefix"
 
 # OCI annotations that carry per-build values: declared as ARGs so they are never silently empty.
 # The spec hash and the description are per-build values too: a change of the cron, a note, a rule or a
@@ -82,6 +90,7 @@ class ImagePlan:
     targets: List[Target] = field(default_factory=list)
     files: Dict[str, str] = field(default_factory=dict)     # the spec's build.files
     production_platform: str = ""                           # the spec's build_platform
+    upstream: Optional["ImagePlan"] = None                  # the plan of the package this one extends
 
     @property
     def platform_override(self) -> Optional[str]:
@@ -99,7 +108,34 @@ class ImagePlan:
 
     @property
     def files_dir(self) -> Optional[str]:
+        if self.upstream is not None and self.files:
+            # the upstream's folder, where its build tree's CMake cache points (-I$RELMAN_FILES/include): the
+            # same flags, so its packages' objects stay up to date (this spec's files are a superset of its)
+            return self.upstream.files_dir or f"{FILES_IN_IMAGE}/{self.upstream.spec.name}"
         return f"{FILES_IN_IMAGE}/{self.spec.name}" if self.files else None
+
+    @property
+    def own_layers(self) -> List[Tuple[str, str]]:
+        """The build.layers parts this build makes: all of them, or, when built on another package's full image,
+        those after its layers (which that image has built already)."""
+        if self.upstream is None:
+            return self.layers
+        done = {path for path, _ in self.upstream.layers}
+        return [(path, folder) for path, folder in self.layers if path not in done]
+
+    @property
+    def build_dir(self) -> str:
+        """The source tree the build runs in: its own, or the one of the package it extends (its build tree)."""
+        return self.upstream.source_dir if self.upstream is not None else self.source_dir
+
+    @property
+    def upstream_defaults(self) -> Dict[str, str]:
+        """What a hand `docker build` of an extending spec starts from (relman build passes image ids)."""
+        if self.upstream is None or self.spec.extends is None:
+            return {}
+        ref = self.spec.extends.ref
+        return {UPSTREAM_FULL_ARG: f"{self.upstream.name}:{ref}-full",
+                UPSTREAM_RUNTIME_ARG: f"{self.upstream.name}:{ref}-runtime"}
 
     def placeholders(self):
         return self.spec.placeholders(self.manager)
@@ -133,6 +169,12 @@ class ImagePlan:
     def build_packages(self) -> List[str]:
         return _unique(self.platform.toolchain_packages + self.platform.developer_packages
                        + self.spec.os_packages.for_manager(self.manager).build)
+
+    @property
+    def extra_build_packages(self) -> List[str]:
+        """An extending spec's build packages that the full image it starts from does not have."""
+        have = set(self.upstream.build_packages) if self.upstream is not None else set()
+        return [p for p in self.build_packages if p not in have]
 
     @property
     def runtime_packages(self) -> List[str]:
@@ -234,6 +276,12 @@ def make_plan(specs: SpecSet, name: str, platform: Optional[str] = None) -> Imag
     plan = ImagePlan(spec=spec, spec_hash=loaded.hash, spec_path=spec_path,
                      platform_name=chosen, platform=specs.platforms[chosen], files=dict(loaded.files),
                      production_platform=spec.build_platform)
+    if spec.extends is not None:
+        if spec.extends.package not in specs.packages:
+            from release_manager.errors import UsageError
+            raise UsageError(f"{spec_path}: extends.package {spec.extends.package!r} is not among the specs loaded "
+                             f"({', '.join(sorted(specs.packages))})")
+        plan.upstream = make_plan(specs, spec.extends.package, chosen)
     # Each kind knows its place: runtime first, so building it never builds full or env, and debug
     # (FROM runtime, checked against runtime's layers) right after.
     plan.targets = sorted([Target(v, v) for v in spec.variants], key=lambda t: t.kind.order) + \

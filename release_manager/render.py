@@ -46,7 +46,8 @@ def render_dockerfile(plan: ImagePlan, env: Optional[jinja2.Environment] = None)
         plan=plan, support=planmod.SUPPORT_DIR, helpers=planmod.HELPERS_IN_IMAGE,
         debug_root=planmod.DEBUG_ROOT, payload=planmod.PAYLOAD_ROOT, build_args=planmod.BUILD_ARGS,
         entrypoint=planmod.ENTRYPOINT, runtime_image_arg=planmod.RUNTIME_IMAGE_ARG,
-        common_image_arg=planmod.COMMON_IMAGE_ARG)
+        common_image_arg=planmod.COMMON_IMAGE_ARG, upstream_full_arg=planmod.UPSTREAM_FULL_ARG,
+        upstream_runtime_arg=planmod.UPSTREAM_RUNTIME_ARG, prefix_delta=planmod.PREFIX_DELTA_ROOT)
 
 
 def render_entrypoint(plan: ImagePlan, env: Optional[jinja2.Environment] = None) -> str:
@@ -63,6 +64,8 @@ def support_files(plan: ImagePlan, env: Optional[jinja2.Environment] = None) -> 
         out[f"{planmod.SUPPORT_DIR}/files/{rel}"] = text
     if any(t.variant == "debug" for t in plan.targets):
         out[f"{planmod.SUPPORT_DIR}/collect-new-files.sh"] = (TEMPLATES / "collect-new-files.sh").read_text()
+    if plan.upstream is not None:
+        out[f"{planmod.SUPPORT_DIR}/prefix-delta.sh"] = (TEMPLATES / "prefix-delta.sh").read_text()
     if plan.yum_repo_file:
         out[f"{planmod.SUPPORT_DIR}/{plan.yum_repo_file}"] = env.get_template("relman.repo.j2").render(plan=plan)
     return out

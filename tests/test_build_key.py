@@ -10,7 +10,7 @@ import shutil
 import pytest
 import yaml
 
-from release_manager.build import build_key, common_key, stage_closure
+from release_manager.build import Upstream, build_key, common_key, stage_closure
 from release_manager.config import PROJECT_ROOT
 from release_manager.plan import make_plan
 from release_manager.render import render_dockerfile, support_files
@@ -126,6 +126,18 @@ def test_the_debug_key_follows_the_runtime_stage():
     assert stage_closure(changed, debug.name)[0] != stage_closure(df, debug.name)[0]
 
 
+def test_the_key_of_an_extending_spec_covers_the_extended_images():
+    specs = load_specs(PROJECT_ROOT / "image_specs")
+    plan = make_plan(specs, "l1-makeft1", "debian12-local")
+    df = render_dockerfile(plan)
+    rev = Revision(url="u", ref="v1", commit="c" * 40, tree="t" * 40, kind="tag", version="1")
+    t = plan.target("runtime")
+    one = Upstream("sciencetools", "v2.4.0-subset1", {"runtime": "a" * 64, "full": "b" * 64})
+    other = Upstream("sciencetools", "v2.4.0-subset1", {"runtime": "a" * 64, "full": "c" * 64})
+    keys = {build_key(df, {}, rev, "sha256:0", t, u.key_text) for u in (one, other)}
+    assert len(keys) == 2 and build_key(df, {}, rev, "sha256:0", t) not in keys
+
+
 def test_specs_of_one_runtime_package_list_share_the_common_stage():
     """The common stage (base image, runtime packages, user) is the same text for ScienceTools and L1 on the same
     platform, so they share its pinned image (build.common_key); another runtime list (the demo's), another key.
@@ -139,11 +151,17 @@ def test_specs_of_one_runtime_package_list_share_the_common_stage():
         != keys["evtselect"]
     gr = render_dockerfile(make_plan(specs, "glastrelease"))
     assert common_key(gr, {}, "sha256:" + "0" * 64) != keys["evtselect"]
+    for name in ("sciencetools", "evtselect"):
+        for target in ("runtime", "debug", "full"):
+            text, _ = stage_closure(dfs[name], target)
+            assert "RUN useradd" in text and "FROM ${RELMAN_COMMON_IMAGE} AS base" in text, (name, target)
+    # L1 is built on ScienceTools' images: its runtime and full stages start from them (their build keys are
+    # part of L1's, build.Upstream), its debug payload from the common stage
     l1 = dfs["l1-makeft1"]
     assert "FROM ${RELMAN_COMMON_IMAGE} AS base" in l1
-    for target in ("runtime", "debug", "full"):
-        text, _ = stage_closure(l1, target)
-        assert "RUN useradd" in text and "FROM ${RELMAN_COMMON_IMAGE} AS base" in text, target
+    assert "FROM ${RELMAN_UPSTREAM_RUNTIME} AS runtime" in stage_closure(l1, "runtime")[0]
+    assert "FROM ${RELMAN_UPSTREAM_FULL} AS build" in stage_closure(l1, "full")[0]
+    assert "RUN useradd" in stage_closure(l1, "debug")[0]
     # the L1 extras come after the common stage: in its base stage, not in the shared layers
     common_text, _ = stage_closure(l1, "common")
     assert "libxerces" not in common_text and "libxerces" in stage_closure(l1, "runtime")[0]

@@ -121,18 +121,27 @@ def test_variants_built_checked_pushed(l1_build, specs, api, tmp_path_factory):
     assert rt <= plan.spec.size_budget["runtime"].max
 
 
-def test_runtime_shares_the_sciencetools_base_layers(l1_build, sciencetools_build):
-    """Same base, same runtime package list: the first layers are the same blobs as ScienceTools'."""
+def test_runtime_is_the_sciencetools_runtime_image_plus_layers(l1_build, sciencetools_build, api):
+    """Built on ScienceTools' images (extends): every layer of its runtime image (base, OS packages, user, the
+    Fermitools prefix, entrypoint) is the first of L1's, then L1's own: xerces-c and the C headers, what L1's
+    build added to the prefix (makeFT1, its libraries not in ScienceTools', ROOT's run-time parts, data), the
+    entrypoint. The Fermitools libraries makeFT1 links are ScienceTools' files, not copies."""
     st = [x["digest"] for x in sciencetools_build["runtime"].layers]
     l1 = [x["digest"] for x in l1_build["runtime"].layers]
-    shared = 0
-    for a, b in zip(st, l1):
-        if a != b:
-            break
-        shared += 1
-    # base image, runtime OS packages, the user: then the images part (extra packages, prefix, entrypoint)
-    assert shared >= 3, (st, l1)
-    assert set(l1[shared:]).isdisjoint(st)
+    assert l1[:len(st)] == st and len(l1) == len(st) + 3, (st, l1)
+    if l1_build["runtime"].status == "built":
+        assert {"name": "shares-upstream-runtime", "ok": True} in [
+            {k: c[k] for k in ("name", "ok")} for c in l1_build["runtime"].checks], l1_build["runtime"].checks
+    # the prefix layer holds no file of ScienceTools' prefix: makeFT1 loads libfacilities.so from the layer below
+    rc, out = engine.run(api, l1_build["runtime"].image_id,
+                         ["sh", "-c", "ldd /opt/fermitools/bin/makeFT1 | grep -c 'not found'; "
+                                      "ldd /opt/fermitools/bin/makeFT1 | grep -o '/opt/fermitools/lib/libfacilities.so'"])
+    assert out.split()[:2] == ["0", "/opt/fermitools/lib/libfacilities.so"], out
+    st_lib = engine.run(api, sciencetools_build["runtime"].image_id,
+                        ["sha256sum", "/opt/fermitools/lib/libfacilities.so"])[1].split()[0]
+    l1_lib = engine.run(api, l1_build["runtime"].image_id,
+                        ["sha256sum", "/opt/fermitools/lib/libfacilities.so"])[1].split()[0]
+    assert st_lib == l1_lib
 
 
 def test_makeft1_documented_rows_any_uid_read_only(ft1_products):

@@ -28,10 +28,12 @@ def specs_here():
 
 
 def _copy_specs(tmp_path: Path, edit) -> Path:
-    """image_specs with l1-makeft1.yaml changed by edit(dict) (the other specs left out)."""
+    """image_specs with l1-makeft1.yaml changed by edit(dict) (the others left out but sciencetools, which it
+    extends)."""
     out = tmp_path / "specs"
     out.mkdir(parents=True)
     shutil.copy(SPECS_DIR / "platforms.yaml", out)
+    shutil.copy(SPECS_DIR / "sciencetools.yaml", out)
     shutil.copytree(SPECS_DIR / "files", out / "files")
     data = yaml.safe_load((SPECS_DIR / "l1-makeft1.yaml").read_text())
     edit(data)
@@ -65,6 +67,53 @@ def test_same_layers_in_the_same_order_on_the_same_base(specs_here):
     # ScienceTools' find modules and compatibility headers are merged in, unchanged
     for rel in ("cmake/FindCLHEP.cmake", "cmake/Findf2c.cmake", "include/f2c/f2c.h"):
         assert l1.files[rel] == st.files[rel]
+
+
+def test_built_on_the_sciencetools_images(specs_here):
+    """extends: the build starts from ScienceTools' full image (its build tree: only the L1 layers are built, in it)
+    and the runtime image is its runtime image plus L1's packages and what L1's build added to the prefix."""
+    st = make_plan(specs_here, "sciencetools", "debian12-local")
+    l1 = make_plan(specs_here, "l1-makeft1", "debian12-local")
+    assert l1.upstream is not None and l1.upstream.name == "sciencetools" and st.upstream is None
+    assert [p for p, _ in l1.own_layers] == ["src/xmlBase", "src/evtUtils", "src/fitsGen", "src/fitsGenApps",
+                                             "src/evtClassDefs"]
+    assert l1.build_dir == st.source_dir == st.build_dir == "/usr/src/sciencetools"
+    # the CMake cache of ScienceTools' tree names its support folder (-I.../include): the same path, same flags
+    assert l1.files_dir == st.files_dir and dict(l1.build_env)["RELMAN_FILES"] == st.files_dir
+    assert l1.extra_build_packages == ["libxerces-c-dev", "python3-venv"]
+    text = render_dockerfile(l1)
+    stages = {chunk.split(" AS ", 1)[1].split("\n", 1)[0]: chunk for chunk in text.split("\nFROM ")[1:]}
+    assert stages["build"].startswith("${RELMAN_UPSTREAM_FULL} AS build")
+    assert stages["runtime"].startswith("${RELMAN_UPSTREAM_RUNTIME} AS runtime")
+    assert "ARG RELMAN_UPSTREAM_FULL=sciencetools:v2.4.0-subset1-full" in text
+    assert "ARG RELMAN_UPSTREAM_RUNTIME=sciencetools:v2.4.0-subset1-runtime" in text
+    build = stages["build"]
+    assert "COPY layers/src/xmlBase/ /usr/src/sciencetools/src/xmlBase/" in build
+    assert "layers/src/facilities/" not in build and "COPY src/ " not in build   # built in the full image already
+    assert build.index("prefix-delta.sh snapshot") < build.index("src/xmlBase") < build.index("prefix-delta.sh collect")
+    assert "split-debug.sh /relman-prefix/opt/fermitools /usr/lib/debug" in build
+    runtime = stages["runtime"]
+    assert "COPY --from=build /relman-prefix/ /" in runtime and "COPY --from=build /opt/fermitools/" not in runtime
+    assert "libxerces-c3.2" in runtime and "USER root" in runtime and runtime.rstrip().count("USER sas") == 1
+    # debug's sources go where they were compiled (gdb's source paths)
+    assert "COPY layers/src/facilities/ /relman-payload/usr/src/sciencetools/src/facilities/" in stages["debug-payload"]
+
+
+@pytest.mark.parametrize("edit, path, words", [
+    (lambda d: d["extends"].update(package="nosuch"), "extends.package", "no package named 'nosuch'"),
+    (lambda d: d["extends"].update(package="l1-makeft1"), "extends.package", "cannot extend itself"),
+    (lambda d: d["extends"].update(ref="v1; rm -rf /"), "extends.ref", "not a valid git ref"),
+    (lambda d: d.update(prefix="/opt/l1"), "prefix", "differs from sciencetools's '/opt/fermitools'"),
+    (lambda d: d["os_packages"]["apt"]["runtime"].append("libxerces-c3.2"), "os_packages.apt.runtime",
+     "(more go in runtime_extra)"),
+    (lambda d: d["build"]["layers"]["paths"].remove("src/tip"), "build.layers.paths",
+     "must start with sciencetools's 14 layer(s) in the same order"),
+])
+def test_a_spec_that_does_not_fit_the_images_it_extends_is_refused(tmp_path, edit, path, words):
+    with pytest.raises(SpecError) as exc:
+        load_specs(_copy_specs(tmp_path, edit))
+    msg = str(exc.value)
+    assert "l1-makeft1.yaml" in msg and path in msg and words in msg, msg
 
 
 def test_root_pinned_by_version_and_hash(specs_here):
@@ -225,3 +274,41 @@ def test_root_modules_kept_by_startup_staged_libraries_and_imports(tmp_path):
     text = mmap.read_text()
     assert "RooFit" not in text and "Gui" not in text and "TGFrame" not in text
     assert 'module "Tree" { header "TTree.h" export * }' in text and 'module "RConfig.h"' in text
+
+
+def test_other_pins_of_a_shared_submodule_are_refused_before_any_build(tmp_path):
+    """L1's build runs in ScienceTools' full image, on the objects of ScienceTools' pins: an L1 ref that pins a
+    package both umbrellas have at another commit is refused, naming it (no image built, none needed)."""
+    from release_manager import fermitools, l1
+    from release_manager.build import Builder
+    from release_manager.config import load_settings
+    from release_manager.errors import UsageError
+    root = fermitools.init_mirrors(tmp_path, SPECS_DIR, SHARED / "sources" / "fermitools", echo=lambda m: None)
+    settings = load_settings(data_dir=tmp_path, git_mirrors=fermitools.mirror_setting(tmp_path),
+                             platform_overrides={"rhel7": "debian12-local"})
+    b = Builder(settings, load_specs(SPECS_DIR), echo=lambda m: None)
+    plan, _, revision, _, _ = b.prepare("l1-makeft1", l1.L1_TAG)
+    up = b._upstream(plan, revision, "sha256:" + "0" * 64)      # the fixture's pins: the same
+    assert up.package == "sciencetools" and set(up.keys) == {"runtime", "full"}
+    # an L1 tag that pins tip at another commit (one more on top of ScienceTools' pin, in tip's mirror)
+    umbrella = git.Repo(root / "ScienceTools.git")
+    pin = next(e.hexsha for e in umbrella.commit(l1.L1_TAG).tree["src"] if e.path == "src/tip")
+    tip = git.Repo.clone_from(str(root / "tip.git"), tmp_path / "tip")
+    tip.git.checkout("-q", "-b", "other", pin)
+    with tip.git.custom_environment(**fermitools.AUTHOR):
+        tip.git.commit("-q", "--allow-empty", "-m", "another commit")
+    other = tip.head.commit.hexsha
+    tip.git.push("-q", "origin", "other")
+    work = git.Repo.clone_from(str(root / "ScienceTools.git"), tmp_path / "work")
+    work.git.checkout("-q", l1.L1_TAG)
+    work.git.update_index("--cacheinfo", f"160000,{other},src/tip")
+    with work.git.custom_environment(**fermitools.AUTHOR):
+        work.git.commit("-q", "-m", "tip at another commit")
+        work.git.tag("v2.4.0-l1-othertip")
+    work.git.push("-q", "origin", "v2.4.0-l1-othertip")
+    plan, _, revision, _, _ = b.prepare("l1-makeft1", "v2.4.0-l1-othertip")
+    with pytest.raises(UsageError) as exc:
+        b._upstream(plan, revision, "sha256:" + "0" * 64)
+    msg = str(exc.value)
+    assert "l1-makeft1.yaml" in msg and "extends sciencetools v2.4.0-subset1" in msg, msg
+    assert f"src/tip {other[:12]} (theirs {pin[:12]})" in msg and "src/facilities" not in msg, msg

@@ -260,6 +260,48 @@ def load_specs(specs_dir: Path, only: Optional[List[Path]] = None) -> SpecSet:
                 continue
             first_seen[name] = f
             result.packages[name] = loaded
+    problems += _extends_problems(result, check_missing=only is None)
     if problems:
         raise SpecError(problems)
     return result
+
+
+def _extends_problems(specs: SpecSet, check_missing: bool) -> List[SpecProblem]:
+    """A spec built on another's images (extends) must fit on them: the other spec exists and is not itself built
+    on a third; same prefix and runtime package lists (the runtime image is the other's plus a layer); the
+    other's build.layers are the first of its own, in the same order (they are built already, in its image)."""
+    out = []
+    for name, loaded in specs.packages.items():
+        ext = loaded.spec.extends
+        if ext is None:
+            continue
+        f = str(loaded.path)
+        up = specs.packages.get(ext.package)
+        if up is None:
+            if check_missing:
+                out.append(SpecProblem(f, "extends.package", f"no package named {ext.package!r}; known: "
+                                       f"{', '.join(sorted(specs.packages))}"))
+            continue
+        s, u = loaded.spec, up.spec
+        if u.extends is not None:
+            out.append(SpecProblem(f, "extends.package", f"{ext.package!r} is itself built on {u.extends.package!r}: "
+                                   "one level only"))
+        missing = [v for v in ("runtime", "full") if v not in u.variants]
+        if missing:
+            out.append(SpecProblem(f, "extends.package", f"{ext.package!r} has no {' or '.join(missing)} variant "
+                                   "(the build starts from its full image, the runtime image from its runtime image)"))
+        if s.prefix != u.prefix:
+            out.append(SpecProblem(f, "prefix", f"{s.prefix!r} differs from {ext.package}'s {u.prefix!r}: a spec built "
+                                   "on another's images installs into the same prefix"))
+        for mgr in ("apt", "yum"):
+            mine, theirs = s.os_packages.for_manager(mgr).runtime, u.os_packages.for_manager(mgr).runtime
+            if mine != theirs:
+                out.append(SpecProblem(f, f"os_packages.{mgr}.runtime", f"{mine} differs from {ext.package}'s "
+                                       f"{theirs}: list the same packages (more go in runtime_extra)"))
+        own = [p.rstrip("/") for p in (s.build.layers.paths if s.build.layers else [])]
+        theirs_l = [p.rstrip("/") for p in (u.build.layers.paths if u.build.layers else [])]
+        if own[:len(theirs_l)] != theirs_l:
+            out.append(SpecProblem(f, "build.layers.paths", f"must start with {ext.package}'s {len(theirs_l)} "
+                                   f"layer(s) in the same order ({', '.join(theirs_l) or 'none'}): they are built "
+                                   "in its full image already"))
+    return out

@@ -345,6 +345,25 @@ class Channel(Strict):
     description: OneLine
 
 
+def _git_ref(v: str) -> str:
+    from release_manager import validate
+    from release_manager.errors import UsageError
+    try:
+        return validate.ref(v)
+    except UsageError as exc:
+        raise ValueError(str(exc)) from None
+
+
+class Extends(Strict):
+    """Built on another package's images (L1 on ScienceTools): the build stage starts from that package's full
+    image at `ref` (its build tree and install prefix: only this spec's own layers are built), and the runtime
+    image is that package's runtime image plus this spec's runtime_extra packages and what its build added to
+    the prefix, so every layer of the other runtime image is shared. The submodules both umbrellas have must
+    be pinned at the same commits (relman build checks)."""
+    package: Name
+    ref: Annotated[str, AfterValidator(_git_ref)]
+
+
 class Component(Strict):
     name: Name
     description: OneLine
@@ -571,6 +590,7 @@ class PackageSpec(Strict):
     verification: Optional[Verification] = None
     jenkins: JenkinsSection = JenkinsSection()
     channels: Dict[Annotated[str, AfterValidator(_channel_name)], Channel] = Field(default_factory=dict)
+    extends: Optional[Extends] = None
     notes: List[OneLine] = Field(default_factory=list, description="facts and their sources")
 
     @field_validator("environment")
@@ -596,6 +616,12 @@ class PackageSpec(Strict):
                                  f"or components {list(self.variants) + names}")
             if any(name.endswith(f"-{v}") for v in list(self.variants) + names):
                 raise ValueError(f"channels: {name!r} ends like a release tag (<ref>-<variant>)")
+        if self.extends:
+            if self.extends.package == self.name:
+                raise ValueError(f"extends.package: {self.name!r} cannot extend itself")
+            if self.components or self.data:
+                raise ValueError("extends: a spec built on another package's images has no components or data "
+                                 "(its runtime image is that package's runtime image plus its own files)")
         if self.jenkins.nightly:
             for v in self.jenkins.nightly.variants:
                 if v not in self.variants:

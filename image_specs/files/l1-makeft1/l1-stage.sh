@@ -39,7 +39,9 @@ while [ -n "${queue# }" ]; do
         fi
         f=$(find _build -name "$lib" \( -type f -o -type l \) | head -n 1)
         [ -n "$f" ] || continue      # a system library (the runtime OS packages) or one of root.libs
-        cp -L "$f" "$PREFIX/lib/$lib"
+        # a library the prefix has already is kept: in the image, the ScienceTools one this build starts
+        # from (built from the same objects, its debug info split there); a host build's prefix starts empty
+        [ -e "$PREFIX/lib/$lib" ] || cp -L "$f" "$PREFIX/lib/$lib"
         queue="$queue $PREFIX/lib/$lib"
     done
 done
