@@ -273,7 +273,12 @@ class Builder:
             try:
                 existing = None if force else self._find_existing(repository, key, t, lookup)
                 if existing and t.variant == "debug" and runtime_layers is not None:
-                    existing = self._if_over_runtime(existing, repository, runtime_layers, lookup)
+                    existing = self._if_over(existing, repository, runtime_layers, lookup, "debug", "runtime image")
+                if existing and t.variant == "runtime" and upstream is not None:
+                    if upstream_images is None:
+                        upstream_images = self._upstream_images(plan, upstream, push)
+                    existing = self._if_over(existing, repository, self._layers_of(upstream_images["runtime"]), lookup,
+                                             "runtime", f"{upstream.package} runtime image")
                 if existing:
                     self._skip(plan, res, existing, repository, lookup)
                 else:
@@ -434,22 +439,24 @@ class Builder:
                 return {"where": "registry", "digest": digest}
         return None
 
-    def _if_over_runtime(self, existing: dict, repository: str, runtime_layers: List[str],
-                         registry: Optional[Registry]) -> Optional[dict]:
-        """The debug image found by its key, if it is the runtime image of this run plus one layer; else None
-        (built again). One key can name two runtime images: a cold (--no-cache) build of runtime makes new
-        layers under the same key, and leaves the debug image of that key on the runtime it replaced."""
+    def _if_over(self, existing: dict, repository: str, below: List[str], registry: Optional[Registry],
+                 what: str, below_name: str) -> Optional[dict]:
+        """The image found by its key, if it is the image below (its layers) plus its own; else None (built
+        again). One key can name two images: a cold (--no-cache) build of runtime makes new layers under the
+        same key, and leaves the debug image of that key (or the runtime image of a spec built on it) on the
+        image it replaced. debug is exactly one layer more."""
         if existing["where"] == "local":
             layers = self._layers_of(existing["image_id"])
         else:
             assert registry is not None, "a registry hit comes from a registry"
             config = registry.image_config(tags.registry_path(repository), existing["digest"]) or {}
             layers = list((config.get("rootfs") or {}).get("diff_ids") or [])
-        if layers[:-1] == runtime_layers and len(layers) == len(runtime_layers) + 1:
+        more = len(layers) - len(below)
+        if layers[:len(below)] == below and (more == 1 if what == "debug" else more > 0):
             return existing
         where = existing.get("image_id", existing.get("digest", ""))[:19]
-        self.echo(f"debug: the image of this key ({where}, {existing['where']}) is not over this runtime image "
-                  "(a cold runtime build replaced it): built again")
+        self.echo(f"{what}: the image of this key ({where}, {existing['where']}) is not over this {below_name} "
+                  "(a cold build replaced it): built again")
         return None
 
     def _skip(self, plan, res: BuildResult, existing: dict, repository: str, reg: Optional[Registry]):
