@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """L1 makeFT1 benchmarks, each beside its baseline; prints a table.
 
-1. cold build of the runtime image (no layer cache)              vs  the ScienceTools cold build (same way)
+1. cold build of the runtime image (no layer cache)              vs  the ScienceTools cold build (same way);
+   L1 is built on ScienceTools' images (extends): its cold build compiles the L1 packages only, in
+   ScienceTools' full image (found by its key), and adds its layers to ScienceTools' runtime image
 2. rebuild after a change in fitsGen (branch l1-fitsgen-change)  vs  that cold build; and ScienceTools'
    one-package rebuild (leaf-change) vs its cold build
 3. makeFT1 run time, in the runtime image (any UID, read-only root) vs the host build: median of 5
@@ -112,13 +114,13 @@ def main():
     if not args.no_cold:
         cold_s, cold = timed(lambda: builder.build("l1-makeft1", l1.L1_TAG, ["runtime"], force=True,
                                                    no_cache=True))
-        print(f"L1 makeFT1 cold build (runtime, no cache): {cold_s:.1f} s", flush=True)
+        print(f"L1 makeFT1 cold build (runtime, no cache; on ScienceTools' images): {cold_s:.1f} s", flush=True)
     fits_s, fits = timed(lambda: builder.build("l1-makeft1", l1.FITSGEN_BRANCH, ["runtime"], force=True))
     print(f"L1 rebuild after a fitsGen change: {fits_s:.1f} s", flush=True)
     print()
     print(f"{'measure':52} {'value':>10} {'baseline':>10} {'ratio':>7}")
     if st:
-        print(f"{'cold build: L1 makeFT1 / ScienceTools (s)':52} {cold_s:10.1f} {st['cold']:10.1f} "
+        print(f"{'cold build: L1 (on ST images) / ScienceTools (s)':52} {cold_s:10.1f} {st['cold']:10.1f} "
               f"{cold_s / st['cold']:7.2f}")
         print(f"{'one-package rebuild: ScienceTools leaf / its cold (s)':52} {st['leaf']:10.1f} {st['cold']:10.1f} "
               f"{st['leaf'] / st['cold']:7.2f}")

@@ -69,14 +69,16 @@ def specs_list(settings, as_json):
     loaded = _specs(settings)
     rows = [{"package": n, "build_platform": s.spec.build_platform, "run_platforms": s.spec.run_platforms,
              "variants": s.spec.variants, "components": [c.name for c in s.spec.components],
-             "agent": loaded.platforms[s.spec.build_platform].builder_label, "spec_hash": s.hash}
+             "agent": loaded.platforms[s.spec.build_platform].builder_label, "spec_hash": s.hash,
+             "extends": s.spec.extends.model_dump() if s.spec.extends else None}
             for n, s in sorted(loaded.packages.items())]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
     for r in rows:
         click.echo(f"{r['package']:16} {r['build_platform']:15} {r['agent']:15} {','.join(r['variants'])}"
-                   + (f"  components: {','.join(r['components'])}" if r["components"] else ""))
+                   + (f"  components: {','.join(r['components'])}" if r["components"] else "")
+                   + (f"  on {r['extends']['package']} {r['extends']['ref']}" if r["extends"] else ""))
 
 
 # ---------------------------------------------------------------- render

@@ -312,3 +312,18 @@ def test_other_pins_of_a_shared_submodule_are_refused_before_any_build(tmp_path)
     msg = str(exc.value)
     assert "l1-makeft1.yaml" in msg and "extends sciencetools v2.4.0-subset1" in msg, msg
     assert f"src/tip {other[:12]} (theirs {pin[:12]})" in msg and "src/facilities" not in msg, msg
+
+
+def test_specs_list_names_what_a_spec_is_built_on():
+    import json
+
+    from click.testing import CliRunner
+
+    from release_manager.cli import main
+    r = CliRunner().invoke(main, ["specs", "list", "--json"])
+    assert r.exit_code == 0, r.output
+    rows = {row["package"]: row for row in json.loads(r.output)}
+    assert rows["l1-makeft1"]["extends"] == {"package": "sciencetools", "ref": "v2.4.0-subset1"}
+    assert rows["sciencetools"]["extends"] is None
+    text = CliRunner().invoke(main, ["specs", "list"]).output
+    assert next(ln for ln in text.splitlines() if ln.startswith("l1-makeft1")).endswith("on sciencetools v2.4.0-subset1")
