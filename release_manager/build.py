@@ -262,7 +262,9 @@ class Builder:
         upstream = self._upstream(plan, revision, base_digest) if plan.upstream is not None else None
         upstream_images: Optional[Dict[str, str]] = None   # the extended package's image ids, once needed
         for t in targets:
-            key = build_key(dockerfile, support, revision, base_digest, t, upstream.key_text if upstream else "")
+            # env is made of OS packages only: ScienceTools' images are not in its stages, nor in its key
+            uses_upstream = upstream is not None and "${RELMAN_UPSTREAM_" in stage_closure(dockerfile, t.name)[0]
+            key = build_key(dockerfile, support, revision, base_digest, t, upstream.key_text if upstream and uses_upstream else "")
             wanted = [tags.release_tag(tag_prefix or revision.ref, t.image_suffix), tags.key_tag(key)]
             wanted += (extra_tags or {}).get(t.name, [])
             res = BuildResult(plan.name, revision.ref, revision.commit, t.variant, t.name, key, repository,
@@ -291,7 +293,7 @@ class Builder:
                     if common_image is None:
                         common_image = self._common_image(plan, dockerfile, support, base_digest, context)
                     args = {**build_args, "RELMAN_BUILD_KEY": key, COMMON_IMAGE_ARG: common_image}
-                    if upstream is not None:
+                    if upstream is not None and uses_upstream:
                         if upstream_images is None:
                             upstream_images = self._upstream_images(plan, upstream, push)
                         args[UPSTREAM_FULL_ARG] = upstream_images["full"]

@@ -136,6 +136,10 @@ def test_the_key_of_an_extending_spec_covers_the_extended_images():
     other = Upstream("sciencetools", "v2.4.0-subset1", {"runtime": "a" * 64, "full": "c" * 64})
     keys = {build_key(df, {}, rev, "sha256:0", t, u.key_text) for u in (one, other)}
     assert len(keys) == 2 and build_key(df, {}, rev, "sha256:0", t) not in keys
+    # every stage but env's starts from (or copies from) a stage on ScienceTools' images: the builder puts the
+    # upstream keys into those keys only (env is the OS packages: a new ScienceTools image leaves it alone)
+    uses = {t.name: "${RELMAN_UPSTREAM_" in stage_closure(df, t.name)[0] for t in plan.targets}
+    assert uses == {"runtime": True, "debug": True, "full": True, "env": False}, uses
 
 
 def test_specs_of_one_runtime_package_list_share_the_common_stage():
